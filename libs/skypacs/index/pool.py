@@ -1,0 +1,56 @@
+"""The asyncpg connection pool and the codecs every connection uses."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+import asyncpg
+import orjson
+
+from skypacs.config import IndexSettings
+from skypacs.errors import DependencyUnavailable
+
+if TYPE_CHECKING:
+    from asyncpg.pool import PoolConnectionProxy
+
+    #: A plain connection or one borrowed from a pool: every query helper takes either.
+    Connection: TypeAlias = asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]
+
+#: Errors that mean "the index cannot be reached right now" (retry later).
+UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.ConnectionDoesNotExistError,
+    asyncpg.InterfaceError,
+    asyncpg.TooManyConnectionsError,
+    TimeoutError,
+)
+
+
+def _encode_json(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+async def init_connection(conn: asyncpg.Connection[asyncpg.Record]) -> None:
+    """Decode json/jsonb to Python objects (and back) with orjson."""
+    for type_name in ("json", "jsonb"):
+        await conn.set_type_codec(
+            type_name, encoder=_encode_json, decoder=orjson.loads, schema="pg_catalog"
+        )
+
+
+async def create_pool(dsn: str, settings: IndexSettings) -> asyncpg.Pool:
+    """Open a pool; an unreachable server raises :class:`DependencyUnavailable`."""
+    try:
+        pool = await asyncpg.create_pool(
+            dsn,
+            min_size=settings.pool_min_size,
+            max_size=settings.pool_max_size,
+            command_timeout=settings.command_timeout_s,
+            timeout=settings.connect_timeout_s,
+            init=init_connection,
+        )
+    except UNAVAILABLE_ERRORS as exc:
+        raise DependencyUnavailable(f"index database unreachable: {type(exc).__name__}") from exc
+    assert pool is not None
+    return pool
