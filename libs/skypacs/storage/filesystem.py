@@ -1,0 +1,387 @@
+"""Blobs as files under one root directory.
+
+On-disk layout: every key segment but the last is a directory; the last
+segment names a group of sibling files that share it as a stem::
+
+    <root>/v1/ab/1234.dcm@data        the object bytes
+    <root>/v1/ab/1234.dcm@class       its storage class label, only once set
+    <root>/v1/ab/1234.dcm@tmp-<hex>   a write in progress (removed on failure)
+
+``@`` cannot appear in a key, so files never collide with key directories and a
+key ``a`` can coexist with ``a/b`` as on S3. Writes go to a temporary file in
+the target directory, are fsynced, renamed over the object and the directory is
+fsynced, so a reader or a crash sees the old object or the new one, never a mix.
+Empty directories left by deletes are kept (a concurrent put may be using them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import errno
+import hashlib
+import inspect
+import os
+import secrets
+from collections.abc import AsyncIterable, AsyncIterator, Generator, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from skypacs.errors import DependencyUnavailable, StorageFull
+from skypacs.storage.base import (
+    KEY_PATTERN,
+    BlobInfo,
+    BlobNotFound,
+    BlobReader,
+    PutResult,
+    check_range_bounds,
+    empty_chunks,
+    resolve_range,
+    validate_key,
+    validate_prefix,
+    validate_storage_class,
+)
+from skypacs.storage.threads import ThreadLane
+
+DATA_SUFFIX = "@data"
+CLASS_SUFFIX = "@class"
+TEMP_MARKER = "@tmp-"
+WRITE_BATCH_BYTES = 1024 * 1024
+LIST_BATCH = 500
+_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+_OUTAGE_ERRNOS = frozenset({errno.EIO, errno.EROFS, errno.ENOTCONN, errno.ESTALE, errno.ENODEV})
+_MISSING = (FileNotFoundError, NotADirectoryError)
+
+
+@contextmanager
+def map_os_errors() -> Iterator[None]:
+    """Turn out-of-space and device failures into SkyPACS errors."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno in _FULL_ERRNOS:
+            raise StorageFull(f"blob filesystem is full: {exc.strerror}") from exc
+        if exc.errno in _OUTAGE_ERRNOS:
+            raise DependencyUnavailable(f"blob filesystem unavailable: {exc.strerror}") from exc
+        raise
+
+
+def fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class _TempFile:
+    """A new file next to its final name; hashed and written in batches."""
+
+    def __init__(self, target: Path, fd: int, path: Path) -> None:
+        self.target = target
+        self.path = path
+        self._fd: int | None = fd
+        self.hasher = hashlib.sha256()
+        self.size = 0
+
+    def write(self, batch: builtins.list[bytes]) -> None:
+        assert self._fd is not None
+        data = b"".join(batch)
+        self.hasher.update(data)
+        view = memoryview(data)
+        while view:
+            written = os.write(self._fd, view)
+            view = view[written:]
+        self.size += len(data)
+
+    def close(self, *, fsync: bool) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            try:
+                if fsync:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+
+    def discard(self) -> None:
+        try:
+            self.close(fsync=False)
+        finally:
+            self.path.unlink(missing_ok=True)
+
+
+class FilesystemBlobStore:
+    """A :class:`~skypacs.storage.base.BlobStore` over a local or mounted directory."""
+
+    def __init__(self, root: Path, *, fsync: bool = True, read_chunk_bytes: int) -> None:
+        self._root = root
+        self._fsync = fsync
+        self._chunk = read_chunk_bytes
+
+    @property
+    def root(self) -> Path:
+        return self._root
+
+    def _stem(self, key: str) -> Path:
+        return self._root / validate_key(key)
+
+    async def put(
+        self, key: str, chunks: AsyncIterable[bytes], *, storage_class: str | None = None
+    ) -> PutResult:
+        stem = self._stem(key)
+        if storage_class is not None:
+            validate_storage_class(storage_class)
+        with map_os_errors():
+            temp = await asyncio.to_thread(self._create_temp, stem)
+            lane = ThreadLane()
+            try:
+                await self._write_all(lane, temp, chunks)
+                await lane.run(self._commit, temp, storage_class)
+            except BaseException:
+                await lane.settle()
+                temp.discard()
+                raise
+        return PutResult(key=key, size=temp.size, sha256=temp.hasher.digest())
+
+    async def _write_all(
+        self, lane: ThreadLane, temp: _TempFile, chunks: AsyncIterable[bytes]
+    ) -> None:
+        batch: builtins.list[bytes] = []
+        pending = 0
+        async for chunk in chunks:
+            if not chunk:
+                continue
+            batch.append(bytes(chunk))
+            pending += len(chunk)
+            if pending >= WRITE_BATCH_BYTES:
+                await lane.run(temp.write, batch)
+                batch, pending = [], 0
+        if batch:
+            await lane.run(temp.write, batch)
+
+    def _create_temp(self, stem: Path) -> _TempFile:
+        self._make_parents(stem.parent)
+        path = stem.with_name(f"{stem.name}{TEMP_MARKER}{secrets.token_hex(8)}")
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+        fd = os.open(path, flags, 0o644)
+        return _TempFile(stem.with_name(stem.name + DATA_SUFFIX), fd, path)
+
+    def _make_parents(self, directory: Path) -> None:
+        if not self._root.is_dir():
+            raise DependencyUnavailable(f"blob root {self._root.name!r} is missing")
+        missing: builtins.list[Path] = []
+        current = directory
+        while current != self._root and not current.is_dir():
+            missing.append(current)
+            current = current.parent
+        for created in reversed(missing):
+            try:
+                created.mkdir()
+            except FileExistsError:
+                continue
+            if self._fsync:
+                fsync_dir(created.parent)
+
+    def _commit(self, temp: _TempFile, storage_class: str | None) -> None:
+        temp.close(fsync=self._fsync)
+        stem = temp.target.with_name(temp.target.name.removesuffix(DATA_SUFFIX))
+        if storage_class is None:
+            stem.with_name(stem.name + CLASS_SUFFIX).unlink(missing_ok=True)
+        else:
+            self._write_class(stem, storage_class)
+        os.replace(temp.path, temp.target)
+        if self._fsync:
+            fsync_dir(temp.target.parent)
+
+    def _write_class(self, stem: Path, storage_class: str) -> None:
+        """Replace the class label file atomically (no fsync of its own dir here)."""
+        path = stem.with_name(f"{stem.name}{TEMP_MARKER}{secrets.token_hex(8)}")
+        try:
+            with open(path, "xb") as handle:
+                handle.write(storage_class.encode("ascii"))
+                if self._fsync:
+                    handle.flush()
+                    os.fsync(handle.fileno())
+            os.replace(path, stem.with_name(stem.name + CLASS_SUFFIX))
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+
+    async def open(self, key: str, start: int = 0, end: int | None = None) -> BlobReader:
+        stem = self._stem(key)
+        check_range_bounds(start, end)
+        with map_os_errors():
+            fd, size = await asyncio.to_thread(self._open_data, key, stem)
+        try:
+            first, last = resolve_range(size, start, end)
+        except BaseException:
+            os.close(fd)
+            raise
+        lane = ThreadLane()
+
+        async def close() -> None:
+            await lane.settle()
+            os.close(fd)
+
+        chunks = self._read_chunks(lane, fd, first, last) if last > first else empty_chunks()
+        return BlobReader(size=size, start=first, end=last, chunks=chunks, on_close=close)
+
+    @staticmethod
+    def _open_data(key: str, stem: Path) -> tuple[int, int]:
+        try:
+            fd = os.open(stem.with_name(stem.name + DATA_SUFFIX), os.O_RDONLY | os.O_CLOEXEC)
+        except _MISSING:
+            raise BlobNotFound(f"no blob {key!r}") from None
+        try:
+            return fd, os.fstat(fd).st_size
+        except BaseException:
+            os.close(fd)
+            raise
+
+    async def _read_chunks(
+        self, lane: ThreadLane, fd: int, start: int, end: int
+    ) -> AsyncIterator[bytes]:
+        position = start
+        while position < end:
+            with map_os_errors():
+                data = await lane.run(os.pread, fd, min(self._chunk, end - position), position)
+            if not data:
+                raise DependencyUnavailable("blob file ended before its recorded size")
+            position += len(data)
+            yield data
+
+    async def read(self, key: str, start: int = 0, end: int | None = None) -> bytes:
+        reader = await self.open(key, start, end)
+        return await reader.read_all()
+
+    async def head(self, key: str) -> BlobInfo:
+        stem = self._stem(key)
+        with map_os_errors():
+            info = await asyncio.to_thread(self._stat, key, stem, None)
+        if info is None:
+            raise BlobNotFound(f"no blob {key!r}")
+        return info
+
+    @staticmethod
+    def _stat(key: str, stem: Path, has_class: bool | None) -> BlobInfo | None:
+        """Metadata of ``stem``'s object, or ``None`` if it is missing."""
+        try:
+            stat = stem.with_name(stem.name + DATA_SUFFIX).stat()
+        except _MISSING:
+            return None
+        storage_class = None
+        if has_class is not False:
+            try:
+                raw = stem.with_name(stem.name + CLASS_SUFFIX).read_bytes()
+                storage_class = raw.decode("ascii").strip() or None
+            except _MISSING:
+                storage_class = None
+        modified = datetime.fromtimestamp(stat.st_mtime, tz=UTC)
+        return BlobInfo(key=key, size=stat.st_size, storage_class=storage_class, modified=modified)
+
+    async def delete(self, key: str) -> None:
+        stem = self._stem(key)
+        with map_os_errors():
+            await asyncio.to_thread(self._unlink, stem)
+
+    def _unlink(self, stem: Path) -> None:
+        try:
+            stem.with_name(stem.name + DATA_SUFFIX).unlink()
+        except _MISSING:
+            return
+        stem.with_name(stem.name + CLASS_SUFFIX).unlink(missing_ok=True)
+        if self._fsync:
+            fsync_dir(stem.parent)
+
+    async def set_storage_class(self, key: str, storage_class: str) -> None:
+        stem = self._stem(key)
+        validate_storage_class(storage_class)
+        with map_os_errors():
+            await asyncio.to_thread(self._relabel, key, stem, storage_class)
+
+    def _relabel(self, key: str, stem: Path, storage_class: str) -> None:
+        if not stem.with_name(stem.name + DATA_SUFFIX).is_file():
+            raise BlobNotFound(f"no blob {key!r}")
+        self._write_class(stem, storage_class)
+        if self._fsync:
+            fsync_dir(stem.parent)
+
+    async def list(self, prefix: str = "") -> AsyncIterator[BlobInfo]:
+        """Walk the tree in a worker thread, a batch of entries per hop."""
+        walk = self._walk(validate_prefix(prefix))
+        try:
+            while True:
+                with map_os_errors():
+                    batch = await asyncio.to_thread(next, walk, None)
+                if batch is None:
+                    return
+                for info in batch:
+                    yield info
+        finally:
+            if inspect.getgeneratorstate(walk) != inspect.GEN_RUNNING:
+                walk.close()
+
+    def _walk(self, prefix: str) -> Generator[builtins.list[BlobInfo], None, None]:
+        base, _, partial = prefix.rpartition("/")
+        pending: builtins.list[tuple[Path, str, str]] = [
+            (self._root / base if base else self._root, base, partial)
+        ]
+        batch: builtins.list[BlobInfo] = []
+        while pending:
+            directory, relative, must_start = pending.pop()
+            for item in self._scan(directory, relative, must_start, pending):
+                batch.append(item)
+                if len(batch) >= LIST_BATCH:
+                    yield batch
+                    batch = []
+        if batch:
+            yield batch
+
+    def _scan(
+        self,
+        directory: Path,
+        relative: str,
+        must_start: str,
+        pending: builtins.list[tuple[Path, str, str]],
+    ) -> Iterator[BlobInfo]:
+        """Objects directly in ``directory``; its subdirectories go to ``pending``."""
+        try:
+            with os.scandir(directory) as scan:
+                entries = builtins.list(scan)
+        except _MISSING:
+            return
+        names = {entry.name for entry in entries}
+        for entry in entries:
+            if not entry.name.startswith(must_start):
+                continue
+            child = f"{relative}/{entry.name}" if relative else entry.name
+            if entry.is_dir(follow_symlinks=False):
+                pending.append((Path(entry.path), child, ""))
+            elif entry.name.endswith(DATA_SUFFIX):
+                key = child.removesuffix(DATA_SUFFIX)
+                if not KEY_PATTERN.fullmatch(key):
+                    continue
+                stem = directory / entry.name.removesuffix(DATA_SUFFIX)
+                has_class = stem.name + CLASS_SUFFIX in names
+                info = self._stat(key, stem, has_class)
+                if info is not None:
+                    yield info
+
+    async def ping(self) -> None:
+        ok = await asyncio.to_thread(self._usable)
+        if not ok:
+            raise DependencyUnavailable(f"blob root {self._root.name!r} is missing or not writable")
+
+    def _usable(self) -> bool:
+        return self._root.is_dir() and os.access(self._root, os.W_OK | os.X_OK)
+
+    async def aclose(self) -> None:
+        """Nothing to release: files are opened per call."""
+
+    async def __aenter__(self) -> FilesystemBlobStore:
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        await self.aclose()
