@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from skypacs.http import RouteSpec, build_router
 
+from .store import store_instances
+
 #: PS3.18 §10.5.1.1: the request payload is multipart/related of DICOM or DICOM JSON
 #: (with bulk data parts), or a single application/dicom instance.
 STOW_REQUEST = (
@@ -19,6 +21,7 @@ ROUTES = (
         "POST",
         "/studies",
         "Store instances",
+        endpoint=store_instances,
         request_media=STOW_REQUEST,
         response_media=STOW_RESPONSE,
     ),
@@ -26,6 +29,7 @@ ROUTES = (
         "POST",
         "/studies/{study}",
         "Store instances of one study",
+        endpoint=store_instances,
         request_media=STOW_REQUEST,
         response_media=STOW_RESPONSE,
     ),

@@ -68,9 +68,9 @@ async def test_one_stored_version_per_sop_instance(pg_dsn: str) -> None:
             "INSERT INTO series (series_uid, study_pk) VALUES ('1.2.3', $1) RETURNING id", study
         )
         insert = (
-            "INSERT INTO instances (sop_instance_uid, sop_class_uid, series_pk, study_pk,"
-            " transfer_syntax_uid, blob_key, status) VALUES ('1.2.3.4', '1.2', $1, $2,"
-            " '1.2.840.10008.1.2.1', $3, $4)"
+            "INSERT INTO instances (sop_instance_uid, sop_class_uid, study_uid, series_uid,"
+            " series_pk, study_pk, transfer_syntax_uid, blob_key, status) VALUES ('1.2.3.4',"
+            " '1.2', '1.2', '1.2.3', $1, $2, '1.2.840.10008.1.2.1', $3, $4)"
         )
         await conn.execute(insert, series, study, "k1", "stored")
         await conn.execute(insert, series, study, "k2", "creating")

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import contextlib
 import errno
+import glob
 import hashlib
 import inspect
 import os
@@ -287,6 +289,11 @@ class FilesystemBlobStore:
             await asyncio.to_thread(self._unlink, stem)
 
     def _unlink(self, stem: Path) -> None:
+        # A writer killed mid-put leaves its temp file; deleting the key (as the
+        # sweeper does for an unfinished upload) removes that debris too.
+        with contextlib.suppress(*_MISSING):
+            for leftover in stem.parent.glob(glob.escape(stem.name) + TEMP_MARKER + "*"):
+                leftover.unlink(missing_ok=True)
         try:
             stem.with_name(stem.name + DATA_SUFFIX).unlink()
         except _MISSING:

@@ -70,8 +70,12 @@ CREATE TABLE instances (
     version             bigint NOT NULL UNIQUE DEFAULT nextval('instance_version_seq'),
     sop_instance_uid    text NOT NULL,
     sop_class_uid       text NOT NULL,
-    series_pk           bigint NOT NULL REFERENCES series (id) ON DELETE CASCADE,
-    study_pk            bigint NOT NULL REFERENCES studies (id) ON DELETE CASCADE,
+    study_uid           text NOT NULL,
+    series_uid          text NOT NULL,
+    -- Linked to the hierarchy when the instance is flipped to 'stored'; a
+    -- 'creating' row is only a claim on a blob key.
+    series_pk           bigint REFERENCES series (id) ON DELETE CASCADE,
+    study_pk            bigint REFERENCES studies (id) ON DELETE CASCADE,
     -- creating: row exists, blob being written; stored: visible to queries;
     -- deleted: hidden, blob awaiting cleanup; replaced: superseded by a newer version.
     status              text NOT NULL DEFAULT 'creating'
@@ -82,11 +86,12 @@ CREATE TABLE instances (
     size_bytes          bigint,
     sha256              bytea,
     number_of_frames    integer,
-    -- Byte offset and length in the blob of each frame's data (PS3.5 A.4 items
-    -- for encapsulated syntaxes), recorded at ingest for ranged frame reads.
+    -- Where the pixel data lies in the blob, recorded at ingest for ranged frame
+    -- reads: per frame, the [offset, length] of each fragment payload (PS3.5
+    -- A.4) or the single range of a native frame; NULL when frames must be found
+    -- by decoding the object.
     pixel_data_offset   bigint,
-    frame_offsets       bigint[],
-    frame_lengths       bigint[],
+    frame_ranges        jsonb,
     -- Byte ranges of other bulk data values, keyed by attribute path.
     bulk_ranges         jsonb NOT NULL DEFAULT '{}'::jsonb,
     -- The instance as DICOM JSON with bulk data values replaced by references.
@@ -95,7 +100,8 @@ CREATE TABLE instances (
     created_at          timestamptz NOT NULL DEFAULT now(),
     stored_at           timestamptz,
     updated_at          timestamptz NOT NULL DEFAULT now(),
-    last_access_at      timestamptz
+    last_access_at      timestamptz,
+    CHECK (status = 'creating' OR (series_pk IS NOT NULL AND study_pk IS NOT NULL))
 );
 -- At most one visible version per SOP Instance UID; concurrent uploads race on
 -- this index and the loser reconciles (UniqueViolationError), never check-then-insert.

@@ -1,0 +1,136 @@
+"""Patient, study and series rows: find-or-create inside the caller's transaction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .pool import Connection
+
+
+@dataclass(frozen=True)
+class PatientFields:
+    patient_id: str = ""
+    issuer: str = ""
+    patient_name: str | None = None
+    birth_date: str | None = None
+    sex: str | None = None
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StudyFields:
+    study_uid: str
+    study_date: str | None = None
+    study_time: str | None = None
+    accession_number: str | None = None
+    study_id: str | None = None
+    study_description: str | None = None
+    referring_physician_name: str | None = None
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SeriesFields:
+    series_uid: str
+    modality: str | None = None
+    series_number: int | None = None
+    series_description: str | None = None
+    series_date: str | None = None
+    series_time: str | None = None
+    body_part_examined: str | None = None
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Ids:
+    patient_pk: int
+    study_pk: int
+    series_pk: int
+
+
+_PATIENT = """
+WITH ins AS (
+    INSERT INTO patients (patient_id, issuer, patient_name, birth_date, sex, attrs)
+    VALUES ($1, $2, $3, $4, $5, $6)
+    ON CONFLICT (patient_id, issuer) DO NOTHING
+    RETURNING id)
+SELECT id FROM ins
+UNION ALL
+SELECT id FROM patients WHERE patient_id = $1 AND issuer = $2
+LIMIT 1
+"""
+
+# The study row is locked for the rest of the transaction (aggregates follow);
+# the first instance's study attributes are kept, as most archives do.
+_STUDY = """
+INSERT INTO studies (study_uid, patient_pk, patient_id, patient_name, patient_birth_date,
+    patient_sex, study_date, study_time, accession_number, study_id, study_description,
+    referring_physician_name, attrs)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+ON CONFLICT (study_uid) DO UPDATE SET updated_at = now()
+RETURNING id
+"""
+
+_SERIES = """
+INSERT INTO series (series_uid, study_pk, modality, series_number, series_description,
+    series_date, series_time, body_part_examined, attrs)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+ON CONFLICT (series_uid) DO UPDATE SET updated_at = now()
+RETURNING id, study_pk
+"""
+
+
+async def _patient(conn: Connection, p: PatientFields) -> int:
+    args = (p.patient_id, p.issuer, p.patient_name, p.birth_date, p.sex, p.attrs)
+    # A concurrent insert of the same patient may be invisible to this statement's
+    # snapshot until it commits; the next attempt then sees it.
+    for _ in range(5):
+        pk = await conn.fetchval(_PATIENT, *args)
+        if pk is not None:
+            return int(pk)
+    raise RuntimeError("patient row could not be found or created")
+
+
+async def upsert(
+    conn: Connection, patient: PatientFields, study: StudyFields, series: SeriesFields
+) -> Ids:
+    """Find or create the three rows an instance hangs from; return their keys."""
+    patient_pk = await _patient(conn, patient)
+    study_pk = await conn.fetchval(
+        _STUDY,
+        study.study_uid,
+        patient_pk,
+        patient.patient_id,
+        patient.patient_name,
+        patient.birth_date,
+        patient.sex,
+        study.study_date,
+        study.study_time,
+        study.accession_number,
+        study.study_id,
+        study.study_description,
+        study.referring_physician_name,
+        study.attrs,
+    )
+    row = await conn.fetchrow(
+        _SERIES,
+        series.series_uid,
+        study_pk,
+        series.modality,
+        series.series_number,
+        series.series_description,
+        series.series_date,
+        series.series_time,
+        series.body_part_examined,
+        series.attrs,
+    )
+    assert row is not None
+    if row["study_pk"] != study_pk:
+        raise SeriesInOtherStudy(series.series_uid)
+    return Ids(patient_pk=patient_pk, study_pk=int(study_pk), series_pk=int(row["id"]))
+
+
+class SeriesInOtherStudy(Exception):
+    """The Series Instance UID is already filed under another study."""

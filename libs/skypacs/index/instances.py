@@ -1,0 +1,234 @@
+"""Instance writes: the two-phase store and the aggregates it keeps current.
+
+Phase one (:func:`claim`) inserts a ``creating`` row that reserves an immutable
+version and the blob key built from it. Phase two (:func:`commit`) links the row
+into the patient/study/series hierarchy, flips it to ``stored``, updates the study
+and series aggregates and appends the outbox event, all in one transaction.
+Concurrent uploads of one SOP Instance UID race on a partial unique index; the
+loser reconciles from the ``UniqueViolationError`` (never check-then-insert).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+import asyncpg
+
+from skypacs.events.model import EventType, new_event
+
+from . import aggregates, hierarchy
+from .outbox import append
+
+if TYPE_CHECKING:
+    from .pool import Connection
+
+
+class DuplicatePolicy(StrEnum):
+    """What to do with different bytes under a stored SOP Instance UID."""
+
+    REJECT = "reject"
+    OVERWRITE = "overwrite"
+    KEEP = "keep"
+
+
+class Outcome(StrEnum):
+    STORED = "stored"  # new instance, event instance.stored
+    REPLACED = "replaced"  # new version over an old one, event instance.updated
+    IDENTICAL = "identical"  # same bytes were already stored: success, no event
+    KEPT = "kept"  # different bytes, policy keep: the stored version stays
+    REJECTED = "rejected"  # different bytes, policy reject: failure 0x0111
+    VANISHED = "vanished"  # the claim was swept before commit: retry
+
+
+@dataclass(frozen=True)
+class Claim:
+    pk: int
+    version: int
+    blob_key: str
+
+
+@dataclass(frozen=True)
+class InstanceRecord:
+    """Everything the index keeps about one stored instance."""
+
+    sop_instance_uid: str
+    sop_class_uid: str
+    study_uid: str
+    series_uid: str
+    transfer_syntax_uid: str
+    patient: hierarchy.PatientFields
+    study: hierarchy.StudyFields
+    series: hierarchy.SeriesFields
+    instance_number: int | None
+    number_of_frames: int | None
+    size_bytes: int
+    sha256: bytes
+    pixel_data_offset: int | None
+    frame_ranges: list[list[tuple[int, int]]] | None
+    bulk_ranges: dict[str, Any] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CommitResult:
+    outcome: Outcome
+    # Blob keys that are no longer referenced once the transaction committed.
+    orphaned_blob_keys: tuple[str, ...] = ()
+    # Rows of superseded versions, to forget once their blobs are gone.
+    replaced_row_pks: tuple[int, ...] = ()
+
+
+def blob_key_for(version: int) -> str:
+    """Blob key of an instance version: spread over prefixes, no client input."""
+    digest = hashlib.sha256(str(version).encode()).hexdigest()
+    return f"v1/{digest[:2]}/{digest[2:4]}/{version}.dcm"
+
+
+async def claim(
+    conn: Connection,
+    *,
+    sop_instance_uid: str,
+    sop_class_uid: str,
+    study_uid: str,
+    series_uid: str,
+    transfer_syntax_uid: str,
+) -> Claim:
+    """Phase one: reserve a version and its blob key as a ``creating`` row."""
+    version = int(await conn.fetchval("SELECT nextval('instance_version_seq')"))
+    key = blob_key_for(version)
+    pk = await conn.fetchval(
+        """INSERT INTO instances (version, blob_key, sop_instance_uid, sop_class_uid,
+                                  study_uid, series_uid, transfer_syntax_uid)
+           VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id""",
+        version,
+        key,
+        sop_instance_uid,
+        sop_class_uid,
+        study_uid,
+        series_uid,
+        transfer_syntax_uid,
+    )
+    return Claim(pk=int(pk), version=version, blob_key=key)
+
+
+async def abandon(conn: Connection, claim_: Claim) -> None:
+    """Drop a claim whose blob was never completed (the caller removes the blob)."""
+    await conn.execute("DELETE FROM instances WHERE id = $1 AND status = 'creating'", claim_.pk)
+
+
+_FLIP = """
+UPDATE instances SET
+    status = 'stored', series_pk = $2, study_pk = $3, instance_number = $4,
+    number_of_frames = $5, size_bytes = $6, sha256 = $7, pixel_data_offset = $8,
+    frame_ranges = $9, bulk_ranges = $10, metadata = $11,
+    sop_class_uid = $12, transfer_syntax_uid = $13,
+    stored_at = now(), updated_at = now()
+WHERE id = $1 AND status = 'creating'
+"""
+
+_STORED_TWIN = """
+SELECT id, sha256, blob_key, series_pk, study_pk FROM instances
+WHERE sop_instance_uid = $1 AND status = 'stored' FOR UPDATE
+"""
+
+
+async def _flip(conn: Connection, claim_: Claim, rec: InstanceRecord, ids: hierarchy.Ids) -> bool:
+    status = await conn.execute(
+        _FLIP,
+        claim_.pk,
+        ids.series_pk,
+        ids.study_pk,
+        rec.instance_number,
+        rec.number_of_frames,
+        rec.size_bytes,
+        rec.sha256,
+        rec.pixel_data_offset,
+        rec.frame_ranges,
+        rec.bulk_ranges,
+        rec.metadata,
+        rec.sop_class_uid,
+        rec.transfer_syntax_uid,
+    )
+    return bool(status.endswith(" 1"))
+
+
+async def commit(
+    conn: Connection, claim_: Claim, rec: InstanceRecord, *, policy: DuplicatePolicy, source: str
+) -> CommitResult:
+    """Phase two, in one transaction: link, flip to stored, aggregates, outbox."""
+    async with conn.transaction():
+        ids = await hierarchy.upsert(conn, rec.patient, rec.study, rec.series)
+        try:
+            async with conn.transaction():
+                flipped = await _flip(conn, claim_, rec, ids)
+        except asyncpg.UniqueViolationError:
+            return await _reconcile(conn, claim_, rec, ids, policy=policy, source=source)
+        if not flipped:
+            return CommitResult(Outcome.VANISHED)
+        await aggregates.add_instance(conn, ids, rec)
+        await append(conn, _event(EventType.INSTANCE_STORED, rec, claim_, source))
+        return CommitResult(Outcome.STORED)
+
+
+async def _reconcile(
+    conn: Connection,
+    claim_: Claim,
+    rec: InstanceRecord,
+    ids: hierarchy.Ids,
+    *,
+    policy: DuplicatePolicy,
+    source: str,
+) -> CommitResult:
+    """Another version is stored: same bytes succeed, different bytes follow policy."""
+    twin = await conn.fetchrow(_STORED_TWIN, rec.sop_instance_uid)
+    if twin is None:  # the twin went away between the violation and now: try again
+        if await _flip(conn, claim_, rec, ids):
+            await aggregates.add_instance(conn, ids, rec)
+            await append(conn, _event(EventType.INSTANCE_STORED, rec, claim_, source))
+            return CommitResult(Outcome.STORED)
+        return CommitResult(Outcome.VANISHED)
+    if bytes(twin["sha256"]) == rec.sha256 or policy is not DuplicatePolicy.OVERWRITE:
+        await conn.execute("DELETE FROM instances WHERE id = $1", claim_.pk)
+        outcome = (
+            Outcome.IDENTICAL
+            if bytes(twin["sha256"]) == rec.sha256
+            else Outcome.KEPT
+            if policy is DuplicatePolicy.KEEP
+            else Outcome.REJECTED
+        )
+        return CommitResult(outcome, orphaned_blob_keys=(claim_.blob_key,))
+    await conn.execute(
+        "UPDATE instances SET status = 'replaced', updated_at = now() WHERE id = $1", twin["id"]
+    )
+    if not await _flip(conn, claim_, rec, ids):
+        raise RuntimeError("claimed instance row disappeared during overwrite")
+    await aggregates.recompute(
+        conn, {twin["series_pk"], ids.series_pk}, {twin["study_pk"], ids.study_pk}
+    )
+    await append(conn, _event(EventType.INSTANCE_UPDATED, rec, claim_, source))
+    return CommitResult(
+        Outcome.REPLACED,
+        orphaned_blob_keys=(str(twin["blob_key"]),),
+        replaced_row_pks=(int(twin["id"]),),
+    )
+
+
+def _event(kind: EventType, rec: InstanceRecord, claim_: Claim, source: str) -> Any:
+    return new_event(
+        kind,
+        partition_key=rec.study_uid,
+        subject=f"studies/{rec.study_uid}/series/{rec.series_uid}/instances/{rec.sop_instance_uid}",
+        source=source,
+        data={
+            "study_uid": rec.study_uid,
+            "series_uid": rec.series_uid,
+            "sop_instance_uid": rec.sop_instance_uid,
+            "sop_class_uid": rec.sop_class_uid,
+            "version": claim_.version,
+            "size_bytes": rec.size_bytes,
+            "transfer_syntax_uid": rec.transfer_syntax_uid,
+        },
+    )
