@@ -7,7 +7,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8080
 DATA   ?= ./var
 
-.PHONY: install run test unit integration interop lint typecheck clean
+.PHONY: install run test unit integration interop lint typecheck bench clean
 
 install: $(STAMP)
 
@@ -33,11 +33,14 @@ interop: install
 	$(BIN)/python -m pytest -m interop tests/interop
 
 lint: install
-	$(BIN)/ruff check libs services tests
-	$(BIN)/ruff format --check libs services tests
+	$(BIN)/ruff check libs services tests bench
+	$(BIN)/ruff format --check libs services tests bench
 
 typecheck: install
 	$(BIN)/mypy libs/skypacs services
+
+bench: install
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -13,7 +13,9 @@ import signal
 import socket
 import sys
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
@@ -101,6 +103,7 @@ def _run_server(app: FastAPI, host: str, port: int, settings: Settings) -> int:
         log_config=None,
         access_log=False,
         server_header=False,
+        h11_max_incomplete_event_size=settings.http.max_header_bytes,
     )
     server = _AnnouncingServer(config, settings)
     # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal
@@ -120,7 +123,13 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _cmd_app(args: argparse.Namespace) -> int:
+    from skypacs.security import listen_refusal
+
     settings = _settings(args)
+    refusal = listen_refusal(settings, args.host)
+    if refusal is not None:
+        _say(f"skypacs {args.command}: {refusal}", err=True)
+        return EXIT_CONFIG
     factory, _help = APPS[args.command]
     app = factory(settings)
     return _run_server(app, args.host, args.port, settings)
@@ -163,6 +172,109 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     )
     _say(asyncio.run(_sweep(settings, stale, args.orphan_grace)))
     return EXIT_OK
+
+
+async def _reindex(settings: Settings) -> str:
+    from skypacs.index import open_index
+    from skypacs.index.search_extra import reindex
+
+    async with open_index(settings, migrate=False) as index:
+        report = await reindex(index.pool, settings.qido.extra_query_tags)
+    tags = ", ".join(report.tags) or "none"
+    return (
+        f"extra query attributes: {tags}; {report.values} value(s) indexed from "
+        f"{report.instances} stored instance(s)"
+    )
+
+
+def _cmd_reindex(args: argparse.Namespace) -> int:
+    _say(asyncio.run(_reindex(_settings(args))))
+    return EXIT_OK
+
+
+def _cmd_apikey(args: argparse.Namespace) -> int:
+    from skypacs.security import admin
+
+    settings = _settings(args)
+    if args.action == "create":
+        key, row = asyncio.run(admin.create_key(settings, name=args.name, role=args.role))
+        _say(key)
+        note = f"API key {row.name!r} ({row.role}, id {row.key_id}) created; it is shown once"
+        _say(note + ": send it as Authorization: Bearer <key>", err=True)
+        return EXIT_OK
+    if args.action == "list":
+        for line in asyncio.run(admin.key_table(settings, include_revoked=args.all)):
+            _say(line)
+        return EXIT_OK
+    revoked = asyncio.run(admin.revoke_key(settings, args.key))
+    if not revoked:
+        _say(f"skypacs apikey revoke: no active key named or with id {args.key!r}", err=True)
+        return EXIT_FAILURE
+    for row in revoked:
+        _say(f"revoked API key {row.name!r} (id {row.key_id})")
+    return EXIT_OK
+
+
+def _cmd_audit(args: argparse.Namespace) -> int:
+    from skypacs.index.audit_log import AuditFilter
+    from skypacs.security import admin
+
+    flt = AuditFilter(
+        subject=args.subject,
+        study_uid=args.study,
+        action=args.action,
+        since=args.since,
+        until=args.until,
+        limit=args.limit,
+    )
+    for line in asyncio.run(admin.audit_lines(_settings(args), flt, as_json=args.json)):
+        _say(line)
+    return EXIT_OK
+
+
+def _timestamp(value: str) -> datetime:
+    """An ISO 8601 date or date-time; without a zone it is UTC."""
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 date or time: {value!r}") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _add_apikey_parser(commands: Any) -> None:
+    apikey = commands.add_parser(
+        "apikey",
+        help="create, list and revoke API keys",
+        description="API keys authenticate machines; send one as Authorization: Bearer <key>.",
+    )
+    actions = apikey.add_subparsers(dest="action", required=True, metavar="ACTION")
+    create = actions.add_parser("create", help="create a key and print it once")
+    create.add_argument("--name", required=True, help="who or what uses the key")
+    create.add_argument("--role", required=True, choices=("reader", "writer", "admin"))
+    listing = actions.add_parser("list", help="list active keys (never the secrets)")
+    listing.add_argument("--all", action="store_true", help="include revoked keys")
+    revoke = actions.add_parser("revoke", help="revoke a key at once")
+    revoke.add_argument("key", help="the key's name or id")
+    for sub in (create, listing, revoke):
+        _add_data_dir(sub)
+    apikey.set_defaults(handler=_cmd_apikey)
+
+
+def _add_audit_parser(commands: Any) -> None:
+    audit = commands.add_parser(
+        "audit",
+        help="list audit records (who accessed which patient data)",
+        description="Newest first; every filter is optional.",
+    )
+    _add_data_dir(audit)
+    audit.add_argument("--subject", help="token subject, apikey:NAME or anonymous")
+    audit.add_argument("--study", help="StudyInstanceUID")
+    audit.add_argument("--action", choices=("search", "retrieve", "store", "delete"))
+    audit.add_argument("--since", type=_timestamp, help="from this ISO 8601 time (inclusive)")
+    audit.add_argument("--until", type=_timestamp, help="before this ISO 8601 time")
+    audit.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
+    audit.add_argument("--json", action="store_true", help="one JSON object per line")
+    audit.set_defaults(handler=_cmd_audit)
 
 
 def _cmd_version(_args: argparse.Namespace) -> int:
@@ -213,6 +325,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="minimum age of a blob without index row before it is removed (default 300)",
     )
     sweep.set_defaults(handler=_cmd_sweep)
+    reindex = commands.add_parser(
+        "reindex",
+        help="index the extra query attributes of stored instances",
+        description="Apply the configured extra query attribute list and backfill its values.",
+    )
+    _add_data_dir(reindex)
+    reindex.set_defaults(handler=_cmd_reindex)
+    _add_apikey_parser(commands)
+    _add_audit_parser(commands)
     version = commands.add_parser("version", help="print the SkyPACS version")
     version.set_defaults(handler=_cmd_version)
     return parser

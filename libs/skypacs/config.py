@@ -111,6 +111,10 @@ class HttpSettings(BaseModel):
     trust_forwarded_headers: bool = True
     cors_allow_origins: list[str] = ["*"]
     dicomweb_prefix: str = "/dicom-web"
+    # Time until a response starts (the whole request for STOW); 408 after it.
+    request_timeout_s: float = Field(default=300.0, gt=0)
+    # All request headers together; larger requests get 431.
+    max_header_bytes: int = Field(default=64 * 1024, ge=4096)
 
 
 class StowSettings(BaseModel):
@@ -126,6 +130,89 @@ class StowSettings(BaseModel):
     max_metadata_json_bytes: int = Field(default=64 * 1024**2, ge=1024)
     bulk_data_threshold_bytes: int = Field(default=1024, ge=64)
     stale_creating_after_s: float = Field(default=3600.0, gt=0)
+
+
+class WadoSettings(BaseModel):
+    """WADO-RS retrieve: transcoding workers, request limits, access recording."""
+
+    transcode_workers: int = Field(default=2, ge=1, le=64)
+    max_frames_per_request: int = Field(default=10_000, ge=1)
+    access_flush_interval_s: float = Field(default=5.0, gt=0)
+    gzip_min_bytes: int = Field(default=1024, ge=0)
+    # Rendered images and thumbnails: decoded bytes held at once for one render
+    # (rows x columns x samples x bytes x frames), thumbnail edge and JPEG quality.
+    render_max_decoded_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
+    thumbnail_size: int = Field(default=128, ge=16, le=1024)
+    thumbnail_quality: int = Field(default=80, ge=1, le=100)
+
+
+class QidoSettings(BaseModel):
+    """QIDO-RS search: result limits and administrator-defined query attributes."""
+
+    max_results: int = Field(default=1000, ge=1, le=100_000)
+    # Tags (8 hex digits) indexed for matching beyond the standard keys; run
+    # `skypacs reindex` after changing the list.
+    extra_query_tags: list[str] = []
+
+    @model_validator(mode="after")
+    def _tags(self) -> QidoSettings:
+        tags = [tag.strip().upper() for tag in self.extra_query_tags]
+        for tag in tags:
+            if len(tag) != 8 or any(c not in "0123456789ABCDEF" for c in tag):
+                raise ValueError(f"extra_query_tags: {tag!r} is not a tag of 8 hex digits")
+        self.extra_query_tags = list(dict.fromkeys(tags))
+        return self
+
+
+class OidcSettings(BaseModel):
+    """OIDC bearer tokens: issuer, audience and the JWKS that signs them."""
+
+    issuer: str | None = None
+    audience: str | None = None
+    # https://, or file:// for air-gapped sites.
+    jwks_url: str | None = None
+    # A dotted path into the claims; Keycloak's realm_access.roles is read as well.
+    roles_claim: str = "roles"
+    algorithms: list[str] = ["RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA"]
+    leeway_s: int = Field(default=30, ge=0, le=300)
+    jwks_cache_s: float = Field(default=3600.0, gt=0)
+    jwks_min_refresh_interval_s: float = Field(default=30.0, ge=0)
+    jwks_timeout_s: float = Field(default=10.0, gt=0)
+    # http:// JWKS on a loopback address (test identity providers only).
+    allow_http_loopback_jwks: bool = False
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.issuer or self.jwks_url)
+
+    @model_validator(mode="after")
+    def _complete(self) -> OidcSettings:
+        if self.configured and not (self.issuer and self.audience and self.jwks_url):
+            raise ValueError("OIDC needs ISSUER, AUDIENCE and JWKS_URL together")
+        if any(alg.lower() == "none" or alg.startswith("HS") for alg in self.algorithms):
+            raise ValueError("algorithms: only asymmetric signature algorithms are accepted")
+        return self
+
+
+class AuthSettings(BaseModel):
+    """Authentication, roles and the audit trail (see skypacs.security)."""
+
+    # Demand credentials on every protected route, loopback included (API keys
+    # alone satisfy it); OIDC settings imply it.
+    required: bool = False
+    # Explicitly accept anonymous access on a non-loopback listener.
+    allow_anonymous: bool = False
+    anonymous_role: Literal["reader", "writer", "admin"] = "admin"
+    # /metrics without credentials (for scrapers confined by network policy).
+    open_metrics: bool = False
+    oidc: OidcSettings = OidcSettings()
+    audit_queue_size: int = Field(default=100_000, ge=100)
+    audit_batch_size: int = Field(default=500, ge=1, le=10_000)
+
+    @property
+    def enforced(self) -> bool:
+        """Whether every protected request must carry credentials."""
+        return self.required or self.oidc.configured
 
 
 class LogSettings(BaseModel):
@@ -150,7 +237,10 @@ class Settings(BaseSettings):
     events: EventsSettings = EventsSettings()
     http: HttpSettings = HttpSettings()
     stow: StowSettings = StowSettings()
+    wado: WadoSettings = WadoSettings()
+    qido: QidoSettings = QidoSettings()
     log: LogSettings = LogSettings()
+    auth: AuthSettings = AuthSettings()
 
     @property
     def blob_root(self) -> Path:

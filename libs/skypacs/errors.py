@@ -58,13 +58,6 @@ class UnsupportedMediaType(SkypacsError):
     title = "unsupported media type"
 
 
-class NotImplementedYet(SkypacsError):
-    """A route this deployment does not serve (501)."""
-
-    status_code = 501
-    title = "not implemented"
-
-
 class DependencyUnavailable(SkypacsError):
     """A backend (index, blob store, broker) cannot be reached: 503 + Retry-After."""
 

@@ -26,7 +26,7 @@ from collections.abc import (
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Annotated, Any, NoReturn, cast
+from typing import Annotated, Any, cast
 
 import aiohttp
 import asyncpg
@@ -44,7 +44,8 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from skypacs.config import Settings
-from skypacs.errors import DependencyUnavailable, NotImplementedYet, SkypacsError
+from skypacs.dicomweb.urls import dicomweb_root, public_base_url
+from skypacs.errors import DependencyUnavailable, SkypacsError
 from skypacs.observability import (
     UNMATCHED_ROUTE,
     http_metrics,
@@ -53,6 +54,7 @@ from skypacs.observability import (
     request_id_var,
 )
 from skypacs.runtime import Runtime, readiness
+from skypacs.security import SecurityGuard
 
 __all__ = [
     "UID_PATTERN",
@@ -68,7 +70,6 @@ __all__ = [
     "error_response",
     "exception_handlers",
     "get_runtime",
-    "not_available",
 ]
 
 log = logging.getLogger(__name__)
@@ -143,7 +144,7 @@ async def _skypacs_error(_request: Request, exc: Exception) -> Response:
     if isinstance(exc, DependencyUnavailable):
         log.warning("dependency unavailable: %s", exc.detail)
         return _unavailable_response(exc.detail, exc.retry_after_s)
-    if exc.status_code >= 500 and not isinstance(exc, NotImplementedYet):
+    if exc.status_code >= 500:
         log.warning("%s: %s", exc.title, exc.detail)
     return error_response(exc.status_code, exc.title, exc.detail)
 
@@ -437,10 +438,44 @@ PATH_CHECKS: Mapping[str, Callable[..., Awaitable[None]]] = {
 _PATH_PARAM = re.compile(r"{(\w+)(?::\w+)?}")
 
 
-async def not_available(request: Request) -> NoReturn:
-    """The one endpoint for routes whose transaction this release does not serve."""
-    summary = getattr(request.scope.get("route"), "summary", None) or "this route"
-    raise NotImplementedYet(f"{summary} is not available in this release")
+_LOOPBACK = frozenset({"127.0.0.1", "::1"})
+
+
+def _request_host(request: Request) -> str:
+    """The Host header, with the listening port restored where a client dropped it.
+
+    Some clients (the Python dicomweb-client among them) send ``Host: 127.0.0.1``
+    to ``127.0.0.1:8080``. When the Host names the very address the request
+    arrived on (or ``localhost`` on a loopback socket) and carries no port, the
+    socket's port is the one the client used.
+    """
+    host = request.headers.get("host") or request.url.netloc
+    server = request.scope.get("server")
+    if not server or server[1] is None or host.rsplit("]", 1)[-1].count(":"):
+        return host
+    address, port = str(server[0]), int(server[1])
+    bare = host.strip("[]")
+    same = bare == address or (bare == "localhost" and address in _LOOPBACK)
+    if not same or port == (443 if request.url.scheme == "https" else 80):
+        return host
+    return f"{host}:{port}"
+
+
+def public_root(request: Request, settings: Settings) -> str:
+    """The DICOMweb root URL as the client sees it, for RetrieveURL and BulkDataURI.
+
+    A configured ``SKYPACS_HTTP__PUBLIC_BASE_URL`` wins; otherwise the request's
+    Host, and (when trusted) ``X-Forwarded-*`` / ``Forwarded`` from an ingress.
+    """
+    base = public_base_url(
+        request.url.scheme,
+        _request_host(request),
+        request.headers,
+        request.scope.get("root_path", ""),
+        settings.http.public_base_url,
+        settings.http.trust_forwarded_headers,
+    )
+    return dicomweb_root(base, settings.http.dicomweb_prefix)
 
 
 def _media_content(media_types: Iterable[str]) -> dict[str, Any]:
@@ -455,7 +490,7 @@ class RouteSpec:
     method: str
     path: str
     summary: str
-    endpoint: Callable[..., Any] = not_available
+    endpoint: Callable[..., Any]
     request_media: tuple[str, ...] = ()
     response_media: tuple[str, ...] = ()
 
@@ -518,12 +553,22 @@ def _lifespan(
                 log.error("cannot start: %s", exc.detail)
                 raise
             app.state.runtime = runtime
+            guard: SecurityGuard = app.state.security
+            stack.push_async_callback(guard.aclose)
+            guard.announce()
             try:
                 yield
             finally:
                 app.state.runtime = None
 
     return lifespan
+
+
+def _index_pool(app: FastAPI) -> asyncpg.Pool | None:
+    """The open runtime's index pool (API keys, audit rows), if the app is running."""
+    runtime: Runtime | None = getattr(app.state, "runtime", None)
+    pool: asyncpg.Pool | None = getattr(getattr(runtime, "index", None), "pool", None)
+    return pool
 
 
 def _paths(router: APIRouter) -> list[APIRoute]:
@@ -542,13 +587,16 @@ def create_app(
 
     The lifespan opens the runtime from ``runtime_factory(settings)`` (stored as
     ``app.state.runtime``) and closes it on shutdown. ``service`` labels the
-    metrics (defaults to the title in lower case).
+    metrics (defaults to the title in lower case). Request limits,
+    authentication, role checks and the audit trail wrap every route
+    (:mod:`skypacs.security`); the audit queue is flushed on shutdown.
     """
     from skypacs import __version__
 
     name = service or title.lower().replace(" ", "-")
     prefix = settings.http.dicomweb_prefix.rstrip("/")
     templates = {id(route): prefix + route.path for r in routers for route in _paths(r)}
+    guard = SecurityGuard.build(settings, lambda: _index_pool(app))
     app = FastAPI(
         title=title,
         version=__version__,
@@ -559,9 +607,11 @@ def create_app(
             Middleware(TelemetryMiddleware, service=name, templates=templates),
             _cors(settings),
             Middleware(ErrorBoundaryMiddleware),
+            *guard.middlewares(),
         ],
     )
     app.state.settings = settings
+    app.state.security = guard
     app.state.runtime = None
     for router in routers:
         app.include_router(router, prefix=prefix)

@@ -27,10 +27,10 @@ from skypacs.dicomweb.media_types import (
 )
 from skypacs.dicomweb.multipart import Part, boundary_from_content_type, iter_parts
 from skypacs.dicomweb.status import FailureReason
-from skypacs.dicomweb.urls import dicomweb_root, public_base_url
 from skypacs.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
-from skypacs.http import get_runtime
-from skypacs.ingest.pipeline import Ingestor, Staged, StoreOutcome
+from skypacs.http import get_runtime, public_root
+from skypacs.ingest.pipeline import Ingestor, Staged, StagingQueue, StoreOutcome
+from skypacs.security import note_instances
 
 from .bulk_form import store_metadata_and_bulk
 from .response import stow_response
@@ -67,39 +67,28 @@ async def _limited(body: AsyncIterator[bytes], limit: int) -> AsyncIterator[byte
         yield chunk
 
 
-def _root(request: Request, settings: Settings) -> str:
-    base = public_base_url(
-        request.url.scheme,
-        request.headers.get("host", request.url.netloc),
-        request.headers,
-        request.scope.get("root_path", ""),
-        settings.http.public_base_url,
-        settings.http.trust_forwarded_headers,
-    )
-    return dicomweb_root(base, settings.http.dicomweb_prefix)
-
-
 async def _stage_dicom_parts(
     ingestor: Ingestor, parts: AsyncIterator[Part], study: str | None
 ) -> list[Staged | StoreOutcome]:
-    staged: list[Staged | StoreOutcome] = []
+    """Stage every part; one finishes (fsync, rename) while the next is read."""
+    queue = StagingQueue(ingestor, study)
     try:
         async for part in parts:
             declared = part.content_type
             if declared is not None and not declared.same_essence(APPLICATION_DICOM):
                 await part.drain()
-                staged.append(
+                queue.add_outcome(
                     StoreOutcome(
                         failure=FailureReason.CANNOT_UNDERSTAND,
                         detail=f"part of type {declared.essence} in an application/dicom request",
                     )
                 )
                 continue
-            staged.append(await ingestor.stage(part.chunks(), expected_study=study))
+            await queue.add(part.chunks())
+        return await queue.results()
     except BaseException:
-        await ingestor.discard_all(staged)
+        await queue.abandon()
         raise
-    return staged
 
 
 async def _store_dicom_parts(
@@ -128,7 +117,10 @@ async def store_instances(request: Request, study: str | None = None) -> Respons
         )
     if not outcomes:
         raise BadRequest("the request holds no instance")
-    return stow_response(outcomes, _root(request, settings), study)
+    note_instances(
+        request.state, ((o.study_uid, o.series_uid, o.sop_instance_uid, o.ok) for o in outcomes)
+    )
+    return stow_response(outcomes, public_root(request, settings), study)
 
 
 async def _store_multipart(

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from skypacs.config import Settings
-from skypacs.http import RouteSpec, not_available
+from skypacs.http import RouteSpec
 from skypacs.services import serve
 from skypacs.services.qido import app as qido_app
 from skypacs.services.qido import routes as qido_routes
@@ -79,18 +79,6 @@ def test_route_tables_cover_ps3_18() -> None:
     assert expected <= table
 
 
-NOT_LANDED = [spec for spec in ALL_ROUTES if spec.endpoint is not_available]
-
-
-@pytest.mark.parametrize("spec", NOT_LANDED, ids=lambda s: f"{s.method} {s.path}")
-def test_routes_not_landed_answer_501(serve_client: TestClient, spec: RouteSpec) -> None:
-    response = serve_client.request(spec.method, "/dicom-web" + concrete(spec.path))
-    assert response.status_code == 501
-    body = response.json()
-    assert body["error"] == "not implemented"
-    assert body["detail"] == f"{spec.summary} is not available in this release"
-
-
 @pytest.mark.parametrize(
     ("method", "path", "param"),
     [
@@ -125,7 +113,8 @@ def test_malformed_path_parameters_are_400(
 def test_uid_of_64_characters_is_accepted(serve_client: TestClient) -> None:
     uid = "1." + "2" * 62
     assert len(uid) == 64
-    assert serve_client.get(f"/dicom-web/studies/{uid}/series").status_code == 501
+    # Path validation passes; the route then answers as it does without a backend.
+    assert serve_client.get(f"/dicom-web/studies/{uid}/series").status_code not in (400, 422)
 
 
 def test_wrong_method_on_a_dicomweb_route_is_405(serve_client: TestClient) -> None:
