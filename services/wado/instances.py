@@ -1,0 +1,156 @@
+"""Retrieve instances (PS3.18 §10.4.1.1.1): a study, a series or one instance.
+
+The answer is multipart/related of application/dicom (or, for one instance, a
+single application/dicom body). Instances whose negotiated syntax is the stored
+one are streamed from the blob store chunk by chunk, so a study of any size
+never sits in memory; the others are read and converted one at a time in the
+bounded worker pool. The first part is prepared before the response starts, so
+its failures still get a proper status; while one stored instance is sent, the
+next one is already being opened (at most one ahead).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterable, AsyncIterator
+
+from fastapi import Request
+from starlette.responses import Response, StreamingResponse
+
+from skypacs.dicom.transcode import transcode_instance
+from skypacs.dicomweb.accept import AS_STORED
+from skypacs.dicomweb.media_types import MULTIPART_RELATED
+from skypacs.dicomweb.multipart import (
+    OutPart,
+    multipart_content_type,
+    multipart_length,
+    new_boundary,
+    write_multipart,
+)
+from skypacs.errors import NotFound
+from skypacs.http import get_runtime
+from skypacs.index.retrieve import StoredInstance, Target, find_instances
+from skypacs.runtime import Runtime
+from skypacs.storage import BlobReader
+
+from .negotiation import choose, instance_offers
+from .state import WadoState, wado_state
+
+DICOM = "application/dicom"
+Body = AsyncIterable[bytes] | bytes
+
+
+class InstanceBodies:
+    """Makes each instance's Part 10 bytes in the negotiated syntax."""
+
+    def __init__(self, runtime: Runtime, state: WadoState, target: str) -> None:
+        self._runtime = runtime
+        self._state = state
+        self._target = target
+
+    def syntax_of(self, row: StoredInstance) -> str:
+        return row.transfer_syntax_uid if self._target == AS_STORED else self._target
+
+    async def body(self, row: StoredInstance) -> Body:
+        if self.streams(row):
+            return await self._runtime.blobs.open(row.blob_key)
+        data = await self._runtime.blobs.read(row.blob_key)
+        return await self._state.run_blocking(transcode_instance, data, self.syntax_of(row))
+
+    def streams(self, row: StoredInstance) -> bool:
+        """True when ``row`` is sent as stored: its body is a reader, not converted bytes."""
+        return self.syntax_of(row) == row.transfer_syntax_uid
+
+    def part(self, row: StoredInstance, body: Body) -> OutPart:
+        return OutPart(f"{DICOM}; transfer-syntax={self.syntax_of(row)}", body)
+
+
+async def _parts(
+    bodies: InstanceBodies, rows: list[StoredInstance], first: Body
+) -> AsyncIterator[OutPart]:
+    """One part per row; the next stored instance is opened while one is being sent."""
+    body: Body = first
+    ahead: asyncio.Task[Body] | None = None
+    try:
+        for position, row in enumerate(rows):
+            following = rows[position + 1] if position + 1 < len(rows) else None
+            if following is not None and bodies.streams(following):
+                ahead = asyncio.ensure_future(bodies.body(following))
+            yield bodies.part(row, body)
+            if following is not None:
+                body = await ahead if ahead is not None else await bodies.body(following)
+                ahead = None
+    finally:
+        if ahead is not None:
+            await _drop(ahead)
+
+
+async def _drop(ahead: asyncio.Task[Body]) -> None:
+    """Let an opening that is no longer wanted finish, then release what it opened."""
+    await asyncio.wait([ahead])
+    if ahead.cancelled() or ahead.exception() is not None:
+        return
+    body = ahead.result()
+    if isinstance(body, BlobReader):
+        await body.aclose()
+
+
+async def _retrieve(request: Request, target: Target) -> Response:
+    runtime = get_runtime(request)
+    state = wado_state(request)
+    rows = await find_instances(runtime.index.pool, target)
+    if not rows:
+        raise NotFound(f"no such {target.level}")
+    syntaxes = {row.transfer_syntax_uid for row in rows}
+    offer = choose(request, instance_offers(syntaxes, single=len(rows) == 1))
+    bodies = InstanceBodies(runtime, state, offer.transfer_syntax or AS_STORED)
+    first = await bodies.body(rows[0])
+    state.access.record(runtime, {row.study_pk for row in rows})
+    if offer.media_type.essence != MULTIPART_RELATED.essence:
+        media = f"{DICOM}; transfer-syntax={bodies.syntax_of(rows[0])}"
+        length = {"Content-Length": str(rows[0].size_bytes)} if bodies.streams(rows[0]) else None
+        return StreamingResponse(_as_stream(first), headers=length, media_type=media)
+    boundary = new_boundary()
+    single_syntax = {bodies.syntax_of(row) for row in rows}
+    label = next(iter(single_syntax)) if len(single_syntax) == 1 else None
+    return StreamingResponse(
+        write_multipart(_parts(bodies, rows, first), boundary),
+        headers=_length_header(bodies, rows, boundary),
+        media_type=multipart_content_type(DICOM, boundary, label),
+    )
+
+
+def _length_header(
+    bodies: InstanceBodies, rows: list[StoredInstance], boundary: str
+) -> dict[str, str] | None:
+    """Content-Length when every instance goes out as stored (sizes known up front).
+
+    A body of known length is sent as is, without chunked framing.
+    """
+    if not all(bodies.streams(row) for row in rows):
+        return None
+    parts = [(bodies.part(row, b"").content_type, row.size_bytes) for row in rows]
+    return {"Content-Length": str(multipart_length(parts, boundary))}
+
+
+async def _as_stream(body: Body) -> AsyncIterator[bytes]:
+    if isinstance(body, bytes):
+        yield body
+        return
+    async for chunk in body:
+        yield chunk
+
+
+async def retrieve_study(request: Request, study: str) -> Response:
+    """Every instance of a study."""
+    return await _retrieve(request, Target(study))
+
+
+async def retrieve_series(request: Request, study: str, series: str) -> Response:
+    """Every instance of a series."""
+    return await _retrieve(request, Target(study, series))
+
+
+async def retrieve_instance(request: Request, study: str, series: str, instance: str) -> Response:
+    """One instance."""
+    return await _retrieve(request, Target(study, series, instance))

@@ -1,0 +1,121 @@
+"""Frame and bulk data payloads and the responses that carry them (PS3.18 §8.7.3.5).
+
+A :class:`Payload` is either bytes in memory (a transcoded frame) or byte spans
+of a blob (a frame's fragments, a bulk value) streamed by ranged reads, so no
+whole object is read to serve a piece of it. With exactly one payload a ``Range``
+request is answered 206 with ``Content-Range`` over that payload's bytes (also
+inside a multipart body, where cornerstone reads it); with several it is ignored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+from fastapi import Request
+from starlette.responses import Response, StreamingResponse
+
+from skypacs.dicomweb.byte_ranges import ByteRange, RangeNotSatisfiable, parse_range, slice_spans
+from skypacs.dicomweb.media_types import MediaType
+from skypacs.dicomweb.multipart import (
+    OutPart,
+    multipart_content_type,
+    new_boundary,
+    write_multipart,
+)
+from skypacs.http import error_response
+from skypacs.storage import BlobStore
+
+
+@dataclass(frozen=True, slots=True)
+class Payload:
+    """One frame or bulk value: in-memory ``data``, or ``spans`` of blob ``key``."""
+
+    size: int
+    data: bytes | None = None
+    key: str = ""
+    spans: Sequence[tuple[int, int]] = field(default_factory=tuple)
+
+    @classmethod
+    def of_spans(cls, key: str, spans: Sequence[tuple[int, int]]) -> Payload:
+        return cls(size=sum(length for _, length in spans), key=key, spans=tuple(spans))
+
+    def body(self, blobs: BlobStore, byte_range: ByteRange | None) -> AsyncIterator[bytes]:
+        """The payload bytes (only ``byte_range`` of them when given)."""
+        start, end = (0, self.size) if byte_range is None else (byte_range.start, byte_range.end)
+        if self.data is not None:
+            return _once(self.data[start:end])
+        return stream_spans(blobs, self.key, slice_spans(self.spans, start, end))
+
+
+async def _once(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
+async def stream_spans(
+    blobs: BlobStore, key: str, spans: Sequence[tuple[int, int]]
+) -> AsyncIterator[bytes]:
+    """Ranged reads of ``spans`` of ``key``, one after another."""
+    for offset, length in spans:
+        if length <= 0:
+            continue
+        reader = await blobs.open(key, offset, offset + length)
+        async with reader:
+            async for chunk in reader:
+                yield chunk
+
+
+PayloadSource = Callable[[int], Awaitable[Payload]]
+
+
+def _not_satisfiable(exc: RangeNotSatisfiable) -> Response:
+    headers = {"Content-Range": f"bytes */{exc.size}"}
+    return error_response(416, exc.title, exc.detail, headers)
+
+
+def payload_response(
+    request: Request,
+    blobs: BlobStore,
+    *,
+    first: Payload,
+    count: int,
+    rest: PayloadSource,
+    media: MediaType,
+    transfer_syntax: str | None,
+    multipart: bool,
+) -> Response:
+    """Send ``count`` payloads: ``first`` (already made), then ``rest(1..count-1)``.
+
+    Single part when ``multipart`` is false (then ``count`` is 1).
+    """
+    byte_range: ByteRange | None = None
+    if count == 1:
+        try:
+            byte_range = parse_range(request.headers.get("range"), first.size)
+        except RangeNotSatisfiable as exc:
+            return _not_satisfiable(exc)
+    part_type = media.essence
+    if transfer_syntax is not None:
+        part_type += f"; transfer-syntax={transfer_syntax}"
+    status, headers = 200, {"Accept-Ranges": "bytes"}
+    if byte_range is not None:
+        status = 206
+        headers["Content-Range"] = byte_range.content_range()
+    if not multipart:
+        length = first.size if byte_range is None else byte_range.length
+        headers["Content-Length"] = str(length)
+        return StreamingResponse(
+            first.body(blobs, byte_range), status, headers, media_type=part_type
+        )
+
+    async def parts() -> AsyncIterator[OutPart]:
+        yield OutPart(part_type, first.body(blobs, byte_range))
+        for index in range(1, count):
+            payload = await rest(index)
+            yield OutPart(part_type, payload.body(blobs, None))
+
+    boundary = new_boundary()
+    content_type = multipart_content_type(media.essence, boundary, transfer_syntax)
+    return StreamingResponse(
+        write_multipart(parts(), boundary), status, headers, media_type=content_type
+    )
