@@ -16,6 +16,7 @@ from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset
 from pydicom.encaps import generate_frames
 
+from skypacs.dicomweb.status import FailureReason
 from tests.integration.stow_helpers import (
     BACKENDS,
     BOUNDARY,
@@ -26,6 +27,7 @@ from tests.integration.stow_helpers import (
     as_stored,
     chunked,
     ct_small,
+    failures,
     make_settings,
     multipart,
     multipart_parts,
@@ -176,3 +178,30 @@ async def test_compressed_bulk_data_part_keeps_its_transfer_syntax(stow: Stow) -
     decoded = pydicom.dcmread(BytesIO(stored))
     assert decoded.file_meta.TransferSyntaxUID == syntax
     assert np.array_equal(decoded.pixel_array, original.pixel_array)
+
+
+async def test_one_request_spanning_studies_reports_each_instance(stow: Stow) -> None:
+    """Parts of two studies interleaved, one filed under a series of the other study.
+
+    The misfiled part fails alone; the others are stored, answered in request
+    order, counted once in their study and series, and announced once each.
+    """
+    study_a, first_a = synthesize_study(2)
+    study_b, first_b = synthesize_study(2)
+    misfiled = with_new_uids(first_a[0], study=study_b, series=first_a[0].SeriesInstanceUID)
+    instances = [first_a[0], first_b[0], misfiled, first_a[1], first_b[1]]
+    response = await stow.post_instances([part10(ds) for ds in instances])
+
+    assert response.status_code == 202
+    good = [ds for ds in instances if ds is not misfiled]
+    assert referenced_uids(response) == [str(ds.SOPInstanceUID) for ds in good]
+    assert failures(response) == [FailureReason.DATA_SET_DOES_NOT_MATCH_SOP_CLASS]
+    assert await stow.row_counts() == {"stored": 4}
+    assert await stow.event_types() == ["org.skypacs.instance.stored"] * 4
+    rows = await stow.runtime.index.pool.fetch(
+        "SELECT study_uid, num_instances, num_series FROM studies ORDER BY study_uid"
+    )
+    assert {(r["study_uid"], r["num_instances"], r["num_series"]) for r in rows} == {
+        (study_a, 2, 1),
+        (study_b, 2, 1),
+    }

@@ -100,3 +100,21 @@ async def test_sweep_spares_uploads_still_in_flight(stow: Stow) -> None:
     remaining = set(await stow.blob_keys())
     assert {debris["claim"], debris["orphan"]} <= remaining
     assert debris["replaced"] not in remaining
+
+
+async def test_claim_keys_follow_blob_key_for(stow: Stow) -> None:
+    """The claim builds its blob key in SQL; it must be the key blob_key_for gives."""
+    async with stow.runtime.index.pool.acquire() as conn:
+        claims = [
+            await index_instances.claim(
+                conn,
+                sop_instance_uid=f"1.2.3.4.{number}",
+                sop_class_uid="1.2.840.10008.5.1.4.1.1.2",
+                study_uid="1.2.3",
+                series_uid="1.2.3.4",
+                transfer_syntax_uid="1.2.840.10008.1.2.1",
+            )
+            for number in range(1, 4)
+        ]
+    assert len({claim.version for claim in claims}) == 3
+    assert [claim.blob_key for claim in claims] == [blob_key_for(c.version) for c in claims]

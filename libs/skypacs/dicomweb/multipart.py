@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from skypacs.dicomweb.media_types import (
@@ -30,6 +30,8 @@ _MAX_PADDING = 1024
 MAX_BOUNDARY_LENGTH = 200
 _BOUNDARY = re.compile(r"[0-9A-Za-z'()+_,\-./:=? ]{0,199}[0-9A-Za-z'()+_,\-./:=?]")
 _HEADER_VALUE_FORBIDDEN = re.compile(r"[\r\n\x00]")
+# In-memory part bodies up to this size go out in one chunk with their header.
+_COALESCE_BYTES = 64 * 1024
 
 
 def validate_boundary(boundary: str) -> str:
@@ -317,17 +319,51 @@ async def write_multipart(parts: AsyncIterable[OutPart], boundary: str) -> Async
     """
     dash_boundary = b"--" + validate_boundary(boundary).encode("ascii")
     separator = dash_boundary + CRLF
-    async for part in parts:
-        yield separator + _header_block(part)
-        if isinstance(part.body, bytes):
-            if part.body:
-                yield part.body
-        else:
-            async for data in part.body:
-                if data:
-                    yield data
-        separator = CRLF + dash_boundary + CRLF
+    try:
+        async for part in parts:
+            header = separator + _header_block(part)
+            separator = CRLF + dash_boundary + CRLF
+            body = part.body
+            if isinstance(body, bytes):
+                if len(body) <= _COALESCE_BYTES:
+                    yield header + body
+                else:
+                    yield header
+                    yield body
+                continue
+            yield header
+            try:
+                async for data in body:
+                    if data:
+                        yield data
+            finally:
+                await _release(body)
+    finally:
+        await _release(parts)
     yield separator[: -len(CRLF)] + b"--" + CRLF
+
+
+async def _release(source: object) -> None:
+    """``aclose`` an async source (a blob reader, a generator) if it has one.
+
+    Runs also when the response stops early (client gone), so open files and
+    connections are released at once rather than when garbage collected.
+    """
+    closer = getattr(source, "aclose", None)
+    if closer is not None:
+        await closer()
+
+
+def multipart_length(parts: Sequence[tuple[str, int]], boundary: str) -> int:
+    """Size of the body :func:`write_multipart` makes of parts given as (Content-Type,
+    body size), without extra header fields: lets a response carry Content-Length."""
+    dash_boundary = len(b"--") + len(validate_boundary(boundary).encode("ascii"))
+    total = 0
+    for position, (content_type, size) in enumerate(parts):
+        total += dash_boundary + len(CRLF) + (len(CRLF) if position else 0)
+        total += len(_header_block(OutPart(content_type, b""))) + size
+    closing = dash_boundary + len(b"--") + len(CRLF)
+    return total + closing + (len(CRLF) if parts else 0)
 
 
 def multipart_content_type(

@@ -21,24 +21,27 @@ class _Added(Protocol):
     def sop_class_uid(self) -> str: ...
 
 
-_ADD_TO_SERIES = """
-UPDATE series SET num_instances = num_instances + 1, total_bytes = total_bytes + $2,
-    updated_at = now()
-WHERE id = $1
-RETURNING num_instances, modality
-"""
-
-_ADD_TO_STUDY = """
+# One statement for both levels: the series row counts the instance first and
+# tells whether it is the series' first (num_series) and its modality.
+_ADD_INSTANCE = """
+WITH s AS (
+    UPDATE series SET num_instances = num_instances + 1, total_bytes = total_bytes + $3,
+        updated_at = now()
+    WHERE id = $2
+    RETURNING num_instances, modality::text AS modality
+)
 UPDATE studies SET
-    num_instances = num_instances + 1,
-    num_series = num_series + $3,
-    total_bytes = total_bytes + $2,
-    modalities = CASE WHEN $4::text IS NULL OR $4 = ANY (modalities) THEN modalities
-                      ELSE array_append(modalities, $4::text) END,
-    sop_classes = CASE WHEN $5 = ANY (sop_classes) THEN sop_classes
-                       ELSE array_append(sop_classes, $5::text) END,
+    num_instances = studies.num_instances + 1,
+    num_series = studies.num_series + CASE WHEN s.num_instances = 1 THEN 1 ELSE 0 END,
+    total_bytes = studies.total_bytes + $3,
+    modalities = CASE WHEN s.modality IS NULL OR s.modality = ANY (studies.modalities)
+                      THEN studies.modalities
+                      ELSE array_append(studies.modalities, s.modality) END,
+    sop_classes = CASE WHEN $4 = ANY (studies.sop_classes) THEN studies.sop_classes
+                       ELSE array_append(studies.sop_classes, $4::text) END,
     updated_at = now()
-WHERE id = $1
+FROM s
+WHERE studies.id = $1
 """
 
 _RECOMPUTE_SERIES = """
@@ -71,16 +74,8 @@ WHERE st.id = $1
 
 async def add_instance(conn: Connection, ids: Ids, added: _Added) -> None:
     """Count one newly stored instance into its series and study."""
-    row = await conn.fetchrow(_ADD_TO_SERIES, ids.series_pk, added.size_bytes)
-    assert row is not None
-    first_in_series = 1 if row["num_instances"] == 1 else 0
     await conn.execute(
-        _ADD_TO_STUDY,
-        ids.study_pk,
-        added.size_bytes,
-        first_in_series,
-        row["modality"],
-        added.sop_class_uid,
+        _ADD_INSTANCE, ids.study_pk, ids.series_pk, added.size_bytes, added.sop_class_uid
     )
 
 

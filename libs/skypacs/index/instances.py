@@ -6,21 +6,25 @@ into the patient/study/series hierarchy, flips it to ``stored``, updates the stu
 and series aggregates and appends the outbox event, all in one transaction.
 Concurrent uploads of one SOP Instance UID race on a partial unique index; the
 loser reconciles from the ``UniqueViolationError`` (never check-then-insert).
+:func:`commit_many` runs phase two for the instances of one request in a single
+transaction (one WAL flush) instead of one transaction each.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
-from skypacs.events.model import EventType, new_event
+from skypacs.events.model import Event, EventType, new_event
 
 from . import aggregates, hierarchy
-from .outbox import append
+from .outbox import append, append_many
 
 if TYPE_CHECKING:
     from .pool import Connection
@@ -87,6 +91,22 @@ def blob_key_for(version: int) -> str:
     return f"v1/{digest[:2]}/{digest[2:4]}/{version}.dcm"
 
 
+# One round trip: the version comes from the sequence and the key is built as
+# blob_key_for() builds it (sha256 of the decimal version, two 2-hex prefixes).
+_CLAIM = """
+WITH v AS (SELECT nextval('instance_version_seq') AS version),
+     h AS (SELECT version, encode(sha256(convert_to(version::text, 'UTF8')), 'hex') AS hex
+           FROM v)
+INSERT INTO instances (version, blob_key, sop_instance_uid, sop_class_uid,
+                       study_uid, series_uid, transfer_syntax_uid)
+SELECT version,
+       'v1/' || substr(hex, 1, 2) || '/' || substr(hex, 3, 2) || '/' || version || '.dcm',
+       $1, $2, $3, $4, $5
+FROM h
+RETURNING id, version, blob_key
+"""
+
+
 async def claim(
     conn: Connection,
     *,
@@ -97,21 +117,11 @@ async def claim(
     transfer_syntax_uid: str,
 ) -> Claim:
     """Phase one: reserve a version and its blob key as a ``creating`` row."""
-    version = int(await conn.fetchval("SELECT nextval('instance_version_seq')"))
-    key = blob_key_for(version)
-    pk = await conn.fetchval(
-        """INSERT INTO instances (version, blob_key, sop_instance_uid, sop_class_uid,
-                                  study_uid, series_uid, transfer_syntax_uid)
-           VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id""",
-        version,
-        key,
-        sop_instance_uid,
-        sop_class_uid,
-        study_uid,
-        series_uid,
-        transfer_syntax_uid,
+    row = await conn.fetchrow(
+        _CLAIM, sop_instance_uid, sop_class_uid, study_uid, series_uid, transfer_syntax_uid
     )
-    return Claim(pk=int(pk), version=version, blob_key=key)
+    assert row is not None
+    return Claim(pk=int(row["id"]), version=int(row["version"]), blob_key=str(row["blob_key"]))
 
 
 async def abandon(conn: Connection, claim_: Claim) -> None:
@@ -161,16 +171,73 @@ async def commit(
     """Phase two, in one transaction: link, flip to stored, aggregates, outbox."""
     async with conn.transaction():
         ids = await hierarchy.upsert(conn, rec.patient, rec.study, rec.series)
-        try:
-            async with conn.transaction():
-                flipped = await _flip(conn, claim_, rec, ids)
-        except asyncpg.UniqueViolationError:
-            return await _reconcile(conn, claim_, rec, ids, policy=policy, source=source)
-        if not flipped:
-            return CommitResult(Outcome.VANISHED)
-        await aggregates.add_instance(conn, ids, rec)
-        await append(conn, _event(EventType.INSTANCE_STORED, rec, claim_, source))
-        return CommitResult(Outcome.STORED)
+        result, event = await _link(conn, claim_, rec, ids, policy=policy, source=source)
+        if event is not None:
+            await append(conn, event)
+        return result
+
+
+async def commit_many(
+    conn: Connection,
+    items: Sequence[tuple[Claim, InstanceRecord]],
+    *,
+    policy: DuplicatePolicy,
+    source: str,
+) -> list[CommitResult | None]:
+    """Phase two for several instances in one transaction; results in ``items`` order.
+
+    The patient, study and series rows are upserted once per distinct hierarchy,
+    in a savepoint with the first instance under it, so an instance whose series
+    is filed under another study (``None`` in the results) leaves the others
+    committed. The outbox rows are appended together at the end. Concurrent batches that lock
+    the same rows in opposite orders deadlock; Postgres then fails one of them
+    (``DeadlockDetectedError``) and nothing of it is committed.
+    """
+    known: dict[tuple[str, str, str, str], hierarchy.Ids] = {}
+    results: list[CommitResult | None] = []
+    events: list[Event] = []
+    async with conn.transaction():
+        for claim_, rec in items:
+            key = (rec.patient.patient_id, rec.patient.issuer, rec.study_uid, rec.series_uid)
+            ids = known.get(key)
+            try:
+                # Only a first upsert can fail on its own; a known hierarchy needs no savepoint.
+                async with conn.transaction() if ids is None else contextlib.nullcontext():
+                    if ids is None:
+                        ids = await hierarchy.upsert(conn, rec.patient, rec.study, rec.series)
+                    result, event = await _link(
+                        conn, claim_, rec, ids, policy=policy, source=source
+                    )
+            except hierarchy.SeriesInOtherStudy:
+                results.append(None)
+                continue
+            known[key] = ids
+            results.append(result)
+            if event is not None:
+                events.append(event)
+        await append_many(conn, events)
+    return results
+
+
+async def _link(
+    conn: Connection,
+    claim_: Claim,
+    rec: InstanceRecord,
+    ids: hierarchy.Ids,
+    *,
+    policy: DuplicatePolicy,
+    source: str,
+) -> tuple[CommitResult, Event | None]:
+    """Flip the claim to stored under ``ids``; the result and the event to append."""
+    try:
+        async with conn.transaction():
+            flipped = await _flip(conn, claim_, rec, ids)
+    except asyncpg.UniqueViolationError:
+        return await _reconcile(conn, claim_, rec, ids, policy=policy, source=source)
+    if not flipped:
+        return CommitResult(Outcome.VANISHED), None
+    await aggregates.add_instance(conn, ids, rec)
+    return CommitResult(Outcome.STORED), _event(EventType.INSTANCE_STORED, rec, claim_, source)
 
 
 async def _reconcile(
@@ -181,15 +248,16 @@ async def _reconcile(
     *,
     policy: DuplicatePolicy,
     source: str,
-) -> CommitResult:
+) -> tuple[CommitResult, Event | None]:
     """Another version is stored: same bytes succeed, different bytes follow policy."""
     twin = await conn.fetchrow(_STORED_TWIN, rec.sop_instance_uid)
     if twin is None:  # the twin went away between the violation and now: try again
         if await _flip(conn, claim_, rec, ids):
             await aggregates.add_instance(conn, ids, rec)
-            await append(conn, _event(EventType.INSTANCE_STORED, rec, claim_, source))
-            return CommitResult(Outcome.STORED)
-        return CommitResult(Outcome.VANISHED)
+            return CommitResult(Outcome.STORED), _event(
+                EventType.INSTANCE_STORED, rec, claim_, source
+            )
+        return CommitResult(Outcome.VANISHED), None
     if bytes(twin["sha256"]) == rec.sha256 or policy is not DuplicatePolicy.OVERWRITE:
         await conn.execute("DELETE FROM instances WHERE id = $1", claim_.pk)
         outcome = (
@@ -199,7 +267,7 @@ async def _reconcile(
             if policy is DuplicatePolicy.KEEP
             else Outcome.REJECTED
         )
-        return CommitResult(outcome, orphaned_blob_keys=(claim_.blob_key,))
+        return CommitResult(outcome, orphaned_blob_keys=(claim_.blob_key,)), None
     await conn.execute(
         "UPDATE instances SET status = 'replaced', updated_at = now() WHERE id = $1", twin["id"]
     )
@@ -208,15 +276,15 @@ async def _reconcile(
     await aggregates.recompute(
         conn, {twin["series_pk"], ids.series_pk}, {twin["study_pk"], ids.study_pk}
     )
-    await append(conn, _event(EventType.INSTANCE_UPDATED, rec, claim_, source))
-    return CommitResult(
+    result = CommitResult(
         Outcome.REPLACED,
         orphaned_blob_keys=(str(twin["blob_key"]),),
         replaced_row_pks=(int(twin["id"]),),
     )
+    return result, _event(EventType.INSTANCE_UPDATED, rec, claim_, source)
 
 
-def _event(kind: EventType, rec: InstanceRecord, claim_: Claim, source: str) -> Any:
+def _event(kind: EventType, rec: InstanceRecord, claim_: Claim, source: str) -> Event:
     return new_event(
         kind,
         partition_key=rec.study_uid,

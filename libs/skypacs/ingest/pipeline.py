@@ -10,15 +10,19 @@ sweeper catches what a crash leaves behind.
 
 A multipart request stages every instance (claim and blob) before committing
 any, so a request refused as a whole (truncated, too large, too many parts)
-leaves nothing stored: its staged instances are discarded instead.
+leaves nothing stored: its staged instances are discarded instead. Its staged
+instances are then committed together in one index transaction (one savepoint
+each), which costs one durable commit instead of one per instance.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
 
+import asyncpg
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
 
@@ -32,7 +36,7 @@ from skypacs.errors import SkypacsError, StorageFull
 from skypacs.index import Index
 from skypacs.index import instances as index_instances
 from skypacs.index.hierarchy import SeriesInOtherStudy
-from skypacs.index.instances import Claim, DuplicatePolicy, Outcome
+from skypacs.index.instances import Claim, CommitResult, DuplicatePolicy, Outcome
 from skypacs.index.maintenance import forget
 from skypacs.storage import BlobStore, PutResult
 
@@ -113,6 +117,27 @@ class Ingestor:
         return await self.commit(staged) if isinstance(staged, Staged) else staged
 
     async def commit_all(self, items: list[Staged | StoreOutcome]) -> list[StoreOutcome]:
+        """Commit staged instances, all in one transaction when there are several.
+
+        If the commit raises, every staged instance is discarded (nothing of the
+        request was committed). A batch that loses a lock race (deadlock) with
+        another request is committed again instance by instance.
+        """
+        staged = [item for item in items if isinstance(item, Staged)]
+        if len(staged) < 2:
+            return await self._commit_each(items)
+        try:
+            committed = await self._commit_batch(staged)
+        except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError):
+            log.info("batch commit of %d instances retried one by one", len(staged))
+            return await self._commit_each(items)
+        except BaseException:
+            await self.discard_all(items)
+            raise
+        answers = iter(committed)
+        return [next(answers) if isinstance(item, Staged) else item for item in items]
+
+    async def _commit_each(self, items: list[Staged | StoreOutcome]) -> list[StoreOutcome]:
         """Commit staged instances in order; if one commit raises, discard the rest."""
         outcomes: list[StoreOutcome] = []
         for position, item in enumerate(items):
@@ -125,6 +150,17 @@ class Ingestor:
                 await self.discard_all(items[position + 1 :])
                 raise
         return outcomes
+
+    async def _commit_batch(self, staged: list[Staged]) -> list[StoreOutcome]:
+        """One transaction for ``staged``, in request order; outcomes in that order."""
+        records = [(item.claim, self._record(item)) for item in staged]
+        async with self._index.pool.acquire() as conn:
+            results = await index_instances.commit_many(
+                conn, records, policy=self._policy, source=self._settings.events.source
+            )
+        return [
+            await self._settle(item, result) for item, result in zip(staged, results, strict=True)
+        ]
 
     async def discard_all(self, items: list[Staged | StoreOutcome]) -> None:
         """Drop staged instances (claim and blob) of a request refused as a whole."""
@@ -227,24 +263,42 @@ class Ingestor:
     async def commit(self, staged: Staged) -> StoreOutcome:
         """Phase two for a staged instance; its claim and blob are undone on error."""
         try:
-            return await self._commit(staged.claim, staged.scan, staged.stored, staged.identity)
+            return await self._commit(staged)
         except BaseException:
             await self._undo(staged.claim, blob_written=True)
             raise
 
-    async def _commit(
-        self, claim: Claim, scan: ScanResult, stored: PutResult, identity: dict[str, str]
-    ) -> StoreOutcome:
-        record = build_record(
-            scan, stored, bulk_threshold=self._settings.stow.bulk_data_threshold_bytes
+    def _record(self, staged: Staged) -> index_instances.InstanceRecord:
+        return build_record(
+            staged.scan,
+            staged.stored,
+            bulk_threshold=self._settings.stow.bulk_data_threshold_bytes,
+            fields=staged.identity,
         )
+
+    async def _commit(self, staged: Staged) -> StoreOutcome:
+        record = self._record(staged)
         try:
             async with self._index.pool.acquire() as conn:
                 result = await index_instances.commit(
-                    conn, claim, record, policy=self._policy, source=self._settings.events.source
+                    conn,
+                    staged.claim,
+                    record,
+                    policy=self._policy,
+                    source=self._settings.events.source,
                 )
         except SeriesInOtherStudy:
-            await self._undo(claim, blob_written=True)
+            result = None
+        return await self._settle(staged, result)
+
+    async def _settle(self, staged: Staged, result: CommitResult | None) -> StoreOutcome:
+        """The outcome of a committed instance; cleans up what the commit left behind.
+
+        ``None`` means the series belongs to another study: nothing was committed.
+        """
+        identity = staged.identity
+        if result is None:
+            await self._undo(staged.claim, blob_written=True)
             return _outcome(
                 identity, FailureReason.DATA_SET_DOES_NOT_MATCH_SOP_CLASS, _SERIES_MOVED
             )
@@ -275,6 +329,81 @@ class Ingestor:
                 await index_instances.abandon(conn, claim)
         except (SkypacsError, OSError) as exc:
             log.warning("could not undo claim %d: %s", claim.version, type(exc).__name__)
+
+
+class StagingQueue:
+    """Stages the instances of one request in order, several finishing at once.
+
+    :meth:`add` returns as soon as an instance's bytes have all been read from
+    the request, so its last write, fsync and rename run while the next part
+    arrives; at most ``depth`` instances are in flight (bounded memory).
+    :meth:`results` waits for them all, in request order; :meth:`abandon`
+    waits for them too and discards whatever was staged.
+    """
+
+    def __init__(self, ingestor: Ingestor, expected_study: str | None, depth: int = 4) -> None:
+        self._ingestor = ingestor
+        self._study = expected_study
+        self._depth = depth
+        self._items: list[asyncio.Task[Staged | StoreOutcome] | StoreOutcome] = []
+        self._reading: asyncio.Task[Staged | StoreOutcome] | None = None
+
+    def _tasks(self) -> list[asyncio.Task[Staged | StoreOutcome]]:
+        return [item for item in self._items if isinstance(item, asyncio.Task)]
+
+    def add_outcome(self, outcome: StoreOutcome) -> None:
+        """A part refused without staging (its failure goes in the answer as is)."""
+        self._items.append(outcome)
+
+    async def add(self, chunks: AsyncIterable[bytes]) -> None:
+        """Start staging ``chunks``; return once they are consumed (or staging failed)."""
+        running = [task for task in self._tasks() if not task.done()]
+        if len(running) >= self._depth:
+            await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+        consumed = asyncio.Event()
+        task = asyncio.ensure_future(
+            self._ingestor.stage(_signal_end(chunks, consumed), expected_study=self._study)
+        )
+        self._items.append(task)
+        self._reading = task
+        ended = asyncio.ensure_future(consumed.wait())
+        try:
+            await asyncio.wait([task, ended], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            ended.cancel()
+        self._reading = None
+        if task.done():
+            task.result()  # an error refuses the whole request now
+
+    async def results(self) -> list[Staged | StoreOutcome]:
+        return [await item if isinstance(item, asyncio.Task) else item for item in self._items]
+
+    async def abandon(self) -> None:
+        """Wait for the instances in flight, then discard every staged one.
+
+        Only an instance still reading the request is cancelled; the others
+        are left to finish, so that their own cleanup is never cut short.
+        """
+        if self._reading is not None:
+            self._reading.cancel()
+        tasks = self._tasks()
+        if tasks:
+            await asyncio.wait(tasks)
+        staged: list[Staged | StoreOutcome] = [
+            task.result() for task in tasks if not task.cancelled() and task.exception() is None
+        ]
+        await self._ingestor.discard_all(staged)
+
+
+async def _signal_end(chunks: AsyncIterable[bytes], ended: asyncio.Event) -> AsyncIterator[bytes]:
+    """``chunks``, setting ``ended`` once they are all read.
+
+    Not when reading fails: the staging then ends with that error, which must be
+    the one the request is answered with.
+    """
+    async for chunk in chunks:
+        yield chunk
+    ended.set()
 
 
 def scanner_syntax(dataset: Dataset) -> str:
@@ -327,4 +456,4 @@ def _failure(
     return _outcome(identity or {}, reason, exc.detail)
 
 
-__all__ = ["Ingestor", "Staged", "StoreOutcome"]
+__all__ = ["Ingestor", "Staged", "StagingQueue", "StoreOutcome"]

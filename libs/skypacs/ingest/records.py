@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Final
 
 from skypacs.dicom.attributes import instance_index_fields
@@ -40,9 +41,20 @@ def _level(metadata: dict[str, Any], tags: frozenset[str]) -> dict[str, Any]:
     return {tag: value for tag, value in metadata.items() if tag in tags}
 
 
-def build_record(scan: ScanResult, stored: PutResult, *, bulk_threshold: int) -> InstanceRecord:
-    """Everything the index keeps about ``scan`` once its bytes are ``stored``."""
-    fields = instance_index_fields(scan.dataset)
+def build_record(
+    scan: ScanResult,
+    stored: PutResult,
+    *,
+    bulk_threshold: int,
+    fields: Mapping[str, Any] | None = None,
+) -> InstanceRecord:
+    """Everything the index keeps about ``scan`` once its bytes are ``stored``.
+
+    ``fields`` are the data set's :func:`instance_index_fields` when the caller
+    already has them (they all precede Pixel Data, so a header peek gives them).
+    """
+    if fields is None:
+        fields = instance_index_fields(scan.dataset)
     metadata = dataset_to_json(
         scan.dataset, bulk_tags=scan.bulk_ranges.keys(), bulk_threshold=bulk_threshold
     )

@@ -39,7 +39,6 @@ from skypacs.storage.base import (
     BlobReader,
     PutResult,
     check_range_bounds,
-    empty_chunks,
     resolve_range,
     validate_key,
     validate_prefix,
@@ -79,24 +78,34 @@ def fsync_dir(directory: Path) -> None:
 
 
 class _TempFile:
-    """A new file next to its final name; hashed and written in batches."""
+    """A new file next to its final name, created on the first write; hashed as written."""
 
-    def __init__(self, target: Path, fd: int, path: Path) -> None:
+    def __init__(self, target: Path, path: Path) -> None:
         self.target = target
         self.path = path
-        self._fd: int | None = fd
+        self._fd: int | None = None
+        self.created = False
         self.hasher = hashlib.sha256()
         self.size = 0
 
+    def create(self) -> None:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+        self._fd = os.open(self.path, flags, 0o644)
+        self.created = True
+
     def write(self, batch: builtins.list[bytes]) -> None:
+        """Append ``batch`` with gathered writes (no joined copy)."""
         assert self._fd is not None
-        data = b"".join(batch)
-        self.hasher.update(data)
-        view = memoryview(data)
-        while view:
-            written = os.write(self._fd, view)
-            view = view[written:]
-        self.size += len(data)
+        for piece in batch:
+            self.hasher.update(piece)
+        pending = [memoryview(piece) for piece in batch if piece]
+        while pending:
+            written = os.writev(self._fd, pending)
+            self.size += written
+            while pending and written >= len(pending[0]):
+                written -= len(pending.pop(0))
+            if written:
+                pending[0] = pending[0][written:]
 
     def close(self, *, fsync: bool) -> None:
         fd, self._fd = self._fd, None
@@ -111,7 +120,8 @@ class _TempFile:
         try:
             self.close(fsync=False)
         finally:
-            self.path.unlink(missing_ok=True)
+            if self.created:
+                self.path.unlink(missing_ok=True)
 
 
 class FilesystemBlobStore:
@@ -132,15 +142,22 @@ class FilesystemBlobStore:
     async def put(
         self, key: str, chunks: AsyncIterable[bytes], *, storage_class: str | None = None
     ) -> PutResult:
+        """Write ``chunks`` under ``key``: temp file, fsync, rename, fsync of the directory.
+
+        Bytes go to disk in batches of about 1 MiB; creating the file rides on
+        the first batch and committing it on the last, so a small object costs
+        one worker-thread hop.
+        """
         stem = self._stem(key)
         if storage_class is not None:
             validate_storage_class(storage_class)
+        path = stem.with_name(f"{stem.name}{TEMP_MARKER}{secrets.token_hex(8)}")
+        temp = _TempFile(stem.with_name(stem.name + DATA_SUFFIX), path)
+        lane = ThreadLane()
         with map_os_errors():
-            temp = await asyncio.to_thread(self._create_temp, stem)
-            lane = ThreadLane()
             try:
-                await self._write_all(lane, temp, chunks)
-                await lane.run(self._commit, temp, storage_class)
+                last = await self._write_all(lane, temp, chunks)
+                await lane.run(self._finish, temp, last, storage_class)
             except BaseException:
                 await lane.settle()
                 temp.discard()
@@ -149,7 +166,8 @@ class FilesystemBlobStore:
 
     async def _write_all(
         self, lane: ThreadLane, temp: _TempFile, chunks: AsyncIterable[bytes]
-    ) -> None:
+    ) -> builtins.list[bytes]:
+        """Write every full batch; return the last, partial one (written by ``_finish``)."""
         batch: builtins.list[bytes] = []
         pending = 0
         async for chunk in chunks:
@@ -158,17 +176,21 @@ class FilesystemBlobStore:
             batch.append(bytes(chunk))
             pending += len(chunk)
             if pending >= WRITE_BATCH_BYTES:
-                await lane.run(temp.write, batch)
+                await lane.run(self._append, temp, batch)
                 batch, pending = [], 0
-        if batch:
-            await lane.run(temp.write, batch)
+        return batch
 
-    def _create_temp(self, stem: Path) -> _TempFile:
-        self._make_parents(stem.parent)
-        path = stem.with_name(f"{stem.name}{TEMP_MARKER}{secrets.token_hex(8)}")
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
-        fd = os.open(path, flags, 0o644)
-        return _TempFile(stem.with_name(stem.name + DATA_SUFFIX), fd, path)
+    def _append(self, temp: _TempFile, batch: builtins.list[bytes]) -> None:
+        if not temp.created:
+            self._make_parents(temp.path.parent)
+            temp.create()
+        temp.write(batch)
+
+    def _finish(
+        self, temp: _TempFile, batch: builtins.list[bytes], storage_class: str | None
+    ) -> None:
+        self._append(temp, batch)
+        self._commit(temp, storage_class)
 
     def _make_parents(self, directory: Path) -> None:
         if not self._root.is_dir():
@@ -212,23 +234,34 @@ class FilesystemBlobStore:
             raise
 
     async def open(self, key: str, start: int = 0, end: int | None = None) -> BlobReader:
+        """A reader of ``[start, end)``; the first chunk is read in the same thread hop."""
         stem = self._stem(key)
         check_range_bounds(start, end)
         with map_os_errors():
-            fd, size = await asyncio.to_thread(self._open_data, key, stem)
-        try:
-            first, last = resolve_range(size, start, end)
-        except BaseException:
-            os.close(fd)
-            raise
+            fd, size, first, last, head = await asyncio.to_thread(
+                self._open_range, key, stem, start, end
+            )
         lane = ThreadLane()
 
         async def close() -> None:
             await lane.settle()
             os.close(fd)
 
-        chunks = self._read_chunks(lane, fd, first, last) if last > first else empty_chunks()
+        chunks = self._read_chunks(lane, fd, first, last, head)
         return BlobReader(size=size, start=first, end=last, chunks=chunks, on_close=close)
+
+    def _open_range(
+        self, key: str, stem: Path, start: int, end: int | None
+    ) -> tuple[int, int, int, int, bytes]:
+        """Open the object, resolve the range and read its first chunk."""
+        fd, size = self._open_data(key, stem)
+        try:
+            first, last = resolve_range(size, start, end)
+            head = os.pread(fd, min(self._chunk, last - first), first) if last > first else b""
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd, size, first, last, head
 
     @staticmethod
     def _open_data(key: str, stem: Path) -> tuple[int, int]:
@@ -243,16 +276,18 @@ class FilesystemBlobStore:
             raise
 
     async def _read_chunks(
-        self, lane: ThreadLane, fd: int, start: int, end: int
+        self, lane: ThreadLane, fd: int, start: int, end: int, head: bytes
     ) -> AsyncIterator[bytes]:
         position = start
+        data = head
         while position < end:
-            with map_os_errors():
-                data = await lane.run(os.pread, fd, min(self._chunk, end - position), position)
             if not data:
                 raise DependencyUnavailable("blob file ended before its recorded size")
             position += len(data)
             yield data
+            if position < end:
+                with map_os_errors():
+                    data = await lane.run(os.pread, fd, min(self._chunk, end - position), position)
 
     async def read(self, key: str, start: int = 0, end: int | None = None) -> bytes:
         reader = await self.open(key, start, end)
