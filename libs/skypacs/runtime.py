@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Mapping
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -19,7 +19,7 @@ from skypacs.events import Events, open_events
 from skypacs.index import Index, open_index
 from skypacs.storage import BlobStore, open_blob_store
 
-__all__ = ["Pingable", "Runtime", "open_runtime", "readiness"]
+__all__ = ["Pingable", "Runtime", "open_runtime", "open_service_runtime", "readiness"]
 
 READY = "ok"
 DEFAULT_PING_TIMEOUT_S = 2.0
@@ -57,6 +57,15 @@ async def open_runtime(settings: Settings, *, migrate: bool, relay: bool) -> Asy
         blobs = await stack.enter_async_context(open_blob_store(settings))
         events = await stack.enter_async_context(open_events(settings, index, relay=relay))
         yield Runtime(settings=settings, index=index, blobs=blobs, events=events)
+
+
+def open_service_runtime(settings: Settings) -> AbstractAsyncContextManager[Runtime]:
+    """Backends for one standalone service process (``skypacs stow|qido|wado``).
+
+    The schema is migrated only when ``SKYPACS_INDEX__MIGRATE_ON_START`` says so
+    (otherwise ``skypacs migrate`` does it); the outbox relay runs elsewhere.
+    """
+    return open_runtime(settings, migrate=settings.index.migrate_on_start, relay=False)
 
 
 async def _probe(target: Pingable, timeout_s: float) -> str:

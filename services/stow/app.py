@@ -2,30 +2,19 @@
 
 from __future__ import annotations
 
-from contextlib import AbstractAsyncContextManager
-
 from fastapi import FastAPI
 
 from skypacs.config import Settings
 from skypacs.http import create_app as create_http_app
-from skypacs.runtime import Runtime, open_runtime
+from skypacs.runtime import open_service_runtime
 
 from .routes import router
 
 SERVICE = "stow"
 
 
-def open_service_runtime(settings: Settings) -> AbstractAsyncContextManager[Runtime]:
-    """Backends for a standalone stow process.
-
-    The schema is migrated only when ``SKYPACS_INDEX__MIGRATE_ON_START`` says so
-    (otherwise ``skypacs migrate`` does it); the outbox relay runs elsewhere.
-    """
-    return open_runtime(settings, migrate=settings.index.migrate_on_start, relay=False)
-
-
 def create_app(settings: Settings) -> FastAPI:
-    """The STOW-RS app for ``settings``."""
+    """The STOW-RS app for ``settings`` (standalone: no migration, no relay)."""
     return create_http_app(
         title="SkyPACS STOW-RS",
         settings=settings,
