@@ -1,0 +1,97 @@
+"""The shared load generator: one httpx client (HTTP/1.1 keep-alive) and phase plumbing."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import httpx
+
+from .corpus import Corpus, SeriesEntry, StudyEntry
+from .figures import Figure, Metric
+
+DICOM_JSON = "application/dicom+json"
+REQUEST_TIMEOUT_S = 120.0
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """How hard and how often each phase pushes."""
+
+    repeat: int = 30
+    runs: int = 5
+    batch_size: int = 10
+    stow_clients: int = 4
+    frame_concurrency: int = 6
+
+
+@dataclass(frozen=True)
+class LoadContext:
+    client: httpx.AsyncClient
+    dicomweb: str
+    corpus: Corpus
+    options: LoadOptions
+
+    @property
+    def study(self) -> StudyEntry:
+        return self.corpus.sample_study
+
+    @property
+    def series(self) -> SeriesEntry:
+        return self.study.series[0]
+
+    def series_url(self) -> str:
+        return f"{self.dicomweb}/studies/{self.study.study_uid}/series/{self.series.series_uid}"
+
+
+PhaseRun = Callable[[LoadContext], Awaitable[list[Figure]]]
+
+
+@dataclass(frozen=True)
+class Phase:
+    """A named load phase, the metrics it reports and the coroutine that measures them."""
+
+    name: str
+    metrics: tuple[Metric, ...]
+    run: PhaseRun
+
+    def unavailable(self, reason: str) -> list[Figure]:
+        return [Figure.missing(metric, reason) for metric in self.metrics]
+
+
+def make_client(connections: int) -> httpx.AsyncClient:
+    """HTTP/1.1 with keep-alive, bounded pool and timeouts."""
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    return httpx.AsyncClient(
+        http2=False, limits=limits, timeout=httpx.Timeout(REQUEST_TIMEOUT_S), trust_env=False
+    )
+
+
+def status_note(status: int) -> str:
+    """How a figure reads when the server did not serve the request."""
+    return f"n/a ({status})"
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    seconds: float
+    size: int
+    body: bytes
+
+
+async def timed_get(
+    client: httpx.AsyncClient, url: str, accept: str, *, keep_body: bool = True
+) -> Reply:
+    """GET ``url``, streaming the body; the time covers the last byte received."""
+    start = time.perf_counter()
+    size = 0
+    chunks: list[bytes] = []
+    async with client.stream("GET", url, headers={"Accept": accept}) as response:
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if keep_body:
+                chunks.append(chunk)
+        status = response.status_code
+    return Reply(status, time.perf_counter() - start, size, b"".join(chunks))

@@ -1,0 +1,141 @@
+"""Run every phase against one server after another, with bounded time per phase."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from . import orthanc_launcher
+from .corpus import Corpus
+from .figures import Figure, Metric
+from .ingest_load import INGEST
+from .large_instance import LARGE
+from .load import LoadContext, LoadOptions, Phase, make_client
+from .memory import MemorySampler
+from .processes import LaunchError
+from .query_load import METADATA_PHASE, QIDO_PHASES
+from .retrieve_load import FRAMES, RETRIEVE
+from .seaweedfs_launcher import run_seaweedfs
+from .servers import RunningServer
+from .skypacs_launcher import run_skypacs
+from .table import ORTHANC, SKYPACS_FS, SKYPACS_S3
+
+PHASES: tuple[Phase, ...] = (INGEST, *QIDO_PHASES, METADATA_PHASE, FRAMES, RETRIEVE, LARGE)
+PEAK_MEMORY = "peak memory"
+SERVER_CHOICES = {"fs": SKYPACS_FS, "s3": SKYPACS_S3, "orthanc": ORTHANC}
+
+Launcher = Callable[[Path], AbstractContextManager[RunningServer]]
+
+
+@dataclass
+class ServerRun:
+    """What one server produced: figures, memory peaks, versions, or why it did not run."""
+
+    label: str
+    figures: list[Figure] = field(default_factory=list)
+    memory: dict[str, dict[str, float]] = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=dict)
+    settings: dict[str, object] = field(default_factory=dict)
+    error: str = ""
+
+
+def memory_figure(phase: str, peak: dict[str, float]) -> Figure:
+    """Peak server RSS plus embedded-Postgres PSS during ``phase`` (see ``memory``)."""
+    metric = Metric(phase, PEAK_MEMORY, "MB", higher_is_better=False)
+    return Figure(metric, peak["total_mb"], detail=peak)
+
+
+async def run_phase(ctx: LoadContext, phase: Phase, timeout_s: float) -> list[Figure]:
+    """One phase, bounded in time; transport failures become notes, not crashes."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            return await phase.run(ctx)
+    except TimeoutError:
+        return phase.unavailable(f"timeout after {timeout_s:.0f} s")
+    except httpx.HTTPError as exc:
+        return phase.unavailable(f"error ({type(exc).__name__})")
+    except ExceptionGroup as group:
+        failures = group.subgroup(httpx.HTTPError)
+        if failures is None:
+            raise
+        return phase.unavailable(f"error ({type(failures.exceptions[0]).__name__})")
+
+
+async def run_phases(
+    server: RunningServer, corpus: Corpus, options: LoadOptions, timeout_s: float
+) -> ServerRun:
+    result = ServerRun(server.label, versions=server.versions, settings=server.settings)
+    sampler = MemorySampler(server)
+    connections = max(options.stow_clients, options.frame_concurrency)
+    async with make_client(connections) as client, sampler.running():
+        ctx = LoadContext(client, server.dicomweb, corpus, options)
+        for phase in PHASES:
+            say(f"  {server.label}: {phase.name}")
+            async with sampler.phase(phase.name):
+                result.figures.extend(await run_phase(ctx, phase, timeout_s))
+            peak = sampler.peaks[phase.name].as_megabytes()
+            result.memory[phase.name] = peak
+            result.figures.append(memory_figure(phase.name, peak))
+    return result
+
+
+def say(line: str) -> None:
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
+
+
+@contextmanager
+def skypacs_on_s3(root: Path) -> Iterator[RunningServer]:
+    with run_seaweedfs(root) as s3, run_skypacs(SKYPACS_S3, root / "data", s3.skypacs_env()) as srv:
+        srv.versions["seaweedfs"] = s3.version
+        yield srv
+
+
+def skypacs_on_fs(root: Path) -> AbstractContextManager[RunningServer]:
+    return run_skypacs(SKYPACS_FS, root / "data")
+
+
+LAUNCHERS: dict[str, Launcher] = {
+    SKYPACS_FS: skypacs_on_fs,
+    SKYPACS_S3: skypacs_on_s3,
+    ORTHANC: orthanc_launcher.run_orthanc,
+}
+
+
+def run_server(
+    label: str,
+    run_root: Path,
+    corpus: Corpus,
+    options: LoadOptions,
+    timeout_s: float,
+    keep_data: bool,
+) -> ServerRun:
+    """Start one server on fresh data, measure it, stop it (also on Ctrl-C or error)."""
+    root = run_root / label.lower()
+    root.mkdir(parents=True, exist_ok=True)
+    try:
+        with LAUNCHERS[label](root) as server:
+            say(f"{label}: ready at {server.dicomweb}")
+            return asyncio.run(run_phases(server, corpus, options, timeout_s))
+    except (LaunchError, OSError) as exc:
+        say(f"{label}: not measured: {exc}")
+        return ServerRun(label, error=str(exc))
+    finally:
+        if not keep_data:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def selected_servers(names: list[str]) -> list[str]:
+    """Labels to run in a fixed order; Orthanc is skipped when it is not installed."""
+    labels = [label for key, label in SERVER_CHOICES.items() if key in names]
+    if ORTHANC in labels and not orthanc_launcher.available():
+        say("Orthanc with its DICOMweb plugin is not installed: running SkyPACS only")
+        labels.remove(ORTHANC)
+    return labels
