@@ -19,13 +19,13 @@ import pytest
 from skypacs.index.pool import init_connection
 from skypacs.observability import AUDIT_LOGGER
 from skypacs.security.api_keys import create_api_key
-from tests.integration.stow_helpers import multipart, part10, related, synthesize_study
-from tests.integration.test_auth_support import (
+from tests.integration.auth_helpers import (
     archive_settings,
     audit_rows,
     bearer,
     running_archive,
 )
+from tests.integration.stow_helpers import multipart, part10, related, synthesize_study
 
 pytestmark = pytest.mark.integration
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from skypacs.services.serve import create_app
-from tests.integration.test_auth_support import (
+from tests.integration.auth_helpers import (
     Archive,
     Issuer,
     all_routes,

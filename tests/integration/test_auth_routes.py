@@ -17,7 +17,7 @@ from skypacs.services.qido.app import create_app as qido_app
 from skypacs.services.serve import create_app as serve_app
 from skypacs.services.stow.app import create_app as stow_app
 from skypacs.services.wado.app import create_app as wado_app
-from tests.integration.test_auth_support import all_routes, archive_settings, running_archive
+from tests.integration.auth_helpers import all_routes, archive_settings, running_archive
 
 pytestmark = pytest.mark.integration
 

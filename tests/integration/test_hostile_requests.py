@@ -17,13 +17,13 @@ import pytest
 
 from skypacs.index.pool import init_connection
 from skypacs.security.api_keys import create_api_key
-from tests.integration.stow_helpers import chunked, multipart, related
-from tests.integration.test_auth_support import (
+from tests.integration.auth_helpers import (
     Archive,
     archive_settings,
     bearer,
     running_archive,
 )
+from tests.integration.stow_helpers import chunked, multipart, related
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,7 @@ from joserfc.jwk import OctKey
 from skypacs.config import OidcSettings
 from skypacs.security import Forbidden, Role, Unauthorized
 from skypacs.security.oidc import JwksCache, OidcVerifier
-from tests.integration.test_auth_support import AUDIENCE, ISSUER, Issuer, unsigned_token
+from tests.integration.auth_helpers import AUDIENCE, ISSUER, Issuer, unsigned_token
 
 pytestmark = pytest.mark.unit
 

@@ -9,7 +9,7 @@ from pydicom.tag import Tag
 
 from skypacs.dicom.attributes import instance_index_fields
 from skypacs.errors import InvalidUID
-from tests.unit.test_dicom_samples import image_dataset, part10_bytes, scan
+from tests.unit.dicom_samples import image_dataset, part10_bytes, scan
 
 pytestmark = pytest.mark.unit
 

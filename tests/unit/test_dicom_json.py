@@ -12,7 +12,7 @@ from pydicom.sequence import Sequence
 from pydicom.tag import Tag
 
 from skypacs.dicom.dicom_json import dataset_to_json, resolve_vr
-from tests.unit.test_dicom_samples import image_dataset, part10_bytes, scan
+from tests.unit.dicom_samples import image_dataset, part10_bytes, scan
 
 pytestmark = pytest.mark.unit
 

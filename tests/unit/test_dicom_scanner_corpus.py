@@ -14,7 +14,7 @@ from pydicom.encaps import generate_frames
 
 from skypacs.dicom.parse_errors import DicomParseError
 from skypacs.dicom.part10_scanner import ScanResult
-from tests.unit.test_dicom_samples import read_ranges, scan
+from tests.unit.dicom_samples import read_ranges, scan
 
 pytestmark = pytest.mark.unit
 

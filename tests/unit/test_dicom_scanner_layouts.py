@@ -10,7 +10,7 @@ from pydicom.uid import RLELossless
 
 from skypacs.dicom.parse_errors import DicomParseError
 from skypacs.dicom.part10_scanner import Part10Scanner
-from tests.unit.test_dicom_samples import image_dataset, part10_bytes, read_ranges, scan
+from tests.unit.dicom_samples import image_dataset, part10_bytes, read_ranges, scan
 
 pytestmark = pytest.mark.unit
 
