@@ -10,8 +10,9 @@ from dataclasses import dataclass, field
 class RunningServer:
     """A server under test: its DICOMweb root and the processes whose memory counts.
 
-    ``main_pid`` is the server process; ``helper_pids`` lists processes it owns but
-    did not fork as children (the embedded Postgres postmaster daemonizes).
+    ``main_pid`` is the server process; ``helper_pids`` lists the other processes
+    whose memory counts: its worker processes, and the embedded Postgres, which
+    daemonizes.
     """
 
     label: str

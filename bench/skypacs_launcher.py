@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from collections.abc import Iterator, Mapping
@@ -23,6 +24,14 @@ def skypacs_executable() -> str:
     return str(Path(sys.executable).with_name("skypacs"))
 
 
+def worker_pids(main_pid: int) -> list[int]:
+    """The server processes started by the ``serve`` supervisor (none with one worker)."""
+    try:
+        return [child.pid for child in psutil.Process(main_pid).children(recursive=True)]
+    except psutil.Error:
+        return []
+
+
 def postgres_pids(data_dir: Path) -> list[int]:
     """The embedded Postgres postmaster and its backends, found via ``postmaster.pid``."""
     pid_file = data_dir / "postgres" / "postmaster.pid"
@@ -34,6 +43,11 @@ def postgres_pids(data_dir: Path) -> list[int]:
         return []
 
 
+def server_tuning() -> dict[str, str]:
+    """What the README advises for throughput: one server process per CPU core."""
+    return {"SKYPACS_HTTP__WORKERS": str(os.cpu_count() or 1)}
+
+
 @contextmanager
 def run_skypacs(
     label: str, data_dir: Path, env: Mapping[str, str] | None = None
@@ -41,6 +55,7 @@ def run_skypacs(
     """A fresh ``skypacs serve`` with its own data dir, stopped (SIGINT) on exit."""
     port = free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
+    env = {**server_tuning(), **(env or {})}
     command = [
         skypacs_executable(),
         "serve",
@@ -59,7 +74,7 @@ def run_skypacs(
             label=label,
             dicomweb=f"{base}/dicom-web",
             main_pid=child.pid,
-            helper_pids=lambda: postgres_pids(data_dir),
+            helper_pids=lambda: sorted({*worker_pids(child.pid), *postgres_pids(data_dir)}),
             versions={"skypacs": skypacs_version},
             settings={key: value for key, value in (env or {}).items() if "SECRET" not in key},
         )

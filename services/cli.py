@@ -9,110 +9,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
-import socket
-import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import uvicorn
-from fastapi import FastAPI
-
 from skypacs import __version__
-from skypacs.config import ConfigError, Settings, load_settings
+from skypacs.config import MAX_WORKERS, ConfigError, Settings, load_settings
 from skypacs.errors import SkypacsError
 from skypacs.observability import configure_logging
 
-EXIT_OK = 0
-EXIT_FAILURE = 1
+from .apps import APPS
+from .http_server import EXIT_FAILURE, EXIT_OK, run_single, say
+
 EXIT_CONFIG = 2
-
-AppFactory = Callable[[Settings], FastAPI]
-
-
-def _serve_app(settings: Settings) -> FastAPI:
-    from .serve import create_app
-
-    return create_app(settings)
-
-
-def _stow_app(settings: Settings) -> FastAPI:
-    from .stow.app import create_app
-
-    return create_app(settings)
-
-
-def _qido_app(settings: Settings) -> FastAPI:
-    from .qido.app import create_app
-
-    return create_app(settings)
-
-
-def _wado_app(settings: Settings) -> FastAPI:
-    from .wado.app import create_app
-
-    return create_app(settings)
-
-
-APPS: dict[str, tuple[AppFactory, str]] = {
-    "serve": (_serve_app, "run every service in one process (embedded defaults)"),
-    "stow": (_stow_app, "run the STOW-RS service"),
-    "qido": (_qido_app, "run the QIDO-RS service"),
-    "wado": (_wado_app, "run the WADO-RS / WADO-URI service"),
-}
-
-
-def _say(line: str, *, err: bool = False) -> None:
-    stream = sys.stderr if err else sys.stdout
-    stream.write(line + "\n")
-    stream.flush()
-
-
-class _AnnouncingServer(uvicorn.Server):
-    """A uvicorn server that tells the operator where it listens once it is up."""
-
-    def __init__(self, config: uvicorn.Config, settings: Settings) -> None:
-        super().__init__(config)
-        self.settings = settings
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets)
-        if self.started:
-            host, port = self.config.host, self._bound_port()
-            prefix = self.settings.http.dicomweb_prefix.rstrip("/")
-            data_dir = self.settings.data_dir.resolve()
-            _say(f"SkyPACS listening on http://{host}:{port}{prefix} (data in {data_dir})")
-
-    def _bound_port(self) -> int:
-        for server in self.servers:
-            for sock in server.sockets:
-                return int(sock.getsockname()[1])
-        return int(self.config.port)
-
-
-def _run_server(app: FastAPI, host: str, port: int, settings: Settings) -> int:
-    config = uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        loop="auto",
-        http="auto",
-        lifespan="on",
-        log_config=None,
-        access_log=False,
-        server_header=False,
-        h11_max_incomplete_event_size=settings.http.max_header_bytes,
-    )
-    server = _AnnouncingServer(config, settings)
-    # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal
-    # under the handlers that were installed before it ran; ignoring them here
-    # makes a requested shutdown end with exit status 0.
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, signal.SIG_IGN)
-    server.run()
-    return EXIT_OK if server.started else EXIT_FAILURE
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -128,11 +38,17 @@ def _cmd_app(args: argparse.Namespace) -> int:
     settings = _settings(args)
     refusal = listen_refusal(settings, args.host)
     if refusal is not None:
-        _say(f"skypacs {args.command}: {refusal}", err=True)
+        say(f"skypacs {args.command}: {refusal}", err=True)
         return EXIT_CONFIG
+    if args.workers is not None:
+        http = settings.http.model_copy(update={"workers": args.workers})
+        settings = settings.model_copy(update={"http": http})
+    if settings.http.workers > 1:
+        from .supervisor import run_workers
+
+        return run_workers(args.command, args.host, args.port, settings)
     factory, _help = APPS[args.command]
-    app = factory(settings)
-    return _run_server(app, args.host, args.port, settings)
+    return run_single(factory(settings), args.host, args.port, settings)
 
 
 def _cmd_migrate(args: argparse.Namespace) -> int:
@@ -141,9 +57,9 @@ def _cmd_migrate(args: argparse.Namespace) -> int:
     settings = _settings(args)
     applied = asyncio.run(run_migrations(settings))
     for name in applied:
-        _say(f"applied {name}")
+        say(f"applied {name}")
     if not applied:
-        _say("index schema is current")
+        say("index schema is current")
     return EXIT_OK
 
 
@@ -170,7 +86,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     stale = (
         args.stale_after if args.stale_after is not None else settings.stow.stale_creating_after_s
     )
-    _say(asyncio.run(_sweep(settings, stale, args.orphan_grace)))
+    say(asyncio.run(_sweep(settings, stale, args.orphan_grace)))
     return EXIT_OK
 
 
@@ -188,7 +104,7 @@ async def _reindex(settings: Settings) -> str:
 
 
 def _cmd_reindex(args: argparse.Namespace) -> int:
-    _say(asyncio.run(_reindex(_settings(args))))
+    say(asyncio.run(_reindex(_settings(args))))
     return EXIT_OK
 
 
@@ -198,20 +114,20 @@ def _cmd_apikey(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if args.action == "create":
         key, row = asyncio.run(admin.create_key(settings, name=args.name, role=args.role))
-        _say(key)
+        say(key)
         note = f"API key {row.name!r} ({row.role}, id {row.key_id}) created; it is shown once"
-        _say(note + ": send it as Authorization: Bearer <key>", err=True)
+        say(note + ": send it as Authorization: Bearer <key>", err=True)
         return EXIT_OK
     if args.action == "list":
         for line in asyncio.run(admin.key_table(settings, include_revoked=args.all)):
-            _say(line)
+            say(line)
         return EXIT_OK
     revoked = asyncio.run(admin.revoke_key(settings, args.key))
     if not revoked:
-        _say(f"skypacs apikey revoke: no active key named or with id {args.key!r}", err=True)
+        say(f"skypacs apikey revoke: no active key named or with id {args.key!r}", err=True)
         return EXIT_FAILURE
     for row in revoked:
-        _say(f"revoked API key {row.name!r} (id {row.key_id})")
+        say(f"revoked API key {row.name!r} (id {row.key_id})")
     return EXIT_OK
 
 
@@ -228,7 +144,7 @@ def _cmd_audit(args: argparse.Namespace) -> int:
         limit=args.limit,
     )
     for line in asyncio.run(admin.audit_lines(_settings(args), flt, as_json=args.json)):
-        _say(line)
+        say(line)
     return EXIT_OK
 
 
@@ -278,8 +194,15 @@ def _add_audit_parser(commands: Any) -> None:
 
 
 def _cmd_version(_args: argparse.Namespace) -> int:
-    _say(f"skypacs {__version__}")
+    say(f"skypacs {__version__}")
     return EXIT_OK
+
+
+def _worker_count(value: str) -> int:
+    count = int(value) if value.isdigit() else 0
+    if not 1 <= count <= MAX_WORKERS:
+        raise argparse.ArgumentTypeError(f"a number of processes from 1 to {MAX_WORKERS}")
+    return count
 
 
 def _add_data_dir(parser: argparse.ArgumentParser) -> None:
@@ -299,6 +222,12 @@ def build_parser() -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text, description=help_text)
         sub.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
         sub.add_argument("--port", type=int, default=8080, help="TCP port (default 8080)")
+        sub.add_argument(
+            "--workers",
+            type=_worker_count,
+            default=None,
+            help="server processes sharing the port (default SKYPACS_HTTP__WORKERS, 1)",
+        )
         _add_data_dir(sub)
         sub.set_defaults(handler=_cmd_app)
     migrate = commands.add_parser("migrate", help="apply pending index migrations")
@@ -346,8 +275,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handler(args)
     except ConfigError as exc:
-        _say(str(exc), err=True)
+        say(str(exc), err=True)
         return EXIT_CONFIG
     except SkypacsError as exc:
-        _say(f"skypacs {args.command}: {exc.detail}", err=True)
+        say(f"skypacs {args.command}: {exc.detail}", err=True)
         return EXIT_FAILURE

@@ -104,6 +104,10 @@ class EventsSettings(BaseModel):
     source: str = "skypacs"
 
 
+#: The most server processes ``SKYPACS_HTTP__WORKERS`` (or ``--workers``) may ask for.
+MAX_WORKERS = 64
+
+
 class HttpSettings(BaseModel):
     """HTTP edge: public base URL, proxies, CORS."""
 
@@ -115,6 +119,11 @@ class HttpSettings(BaseModel):
     request_timeout_s: float = Field(default=300.0, gt=0)
     # All request headers together; larger requests get 431.
     max_header_bytes: int = Field(default=64 * 1024, ge=4096)
+    # Server processes sharing the listening socket; about one per CPU core
+    # for throughput. Each has its own index pool (pool_max_size connections).
+    workers: int = Field(default=1, ge=1, le=MAX_WORKERS)
+    # On SIGTERM, how long open requests may take to finish before they are cut.
+    shutdown_grace_s: int = Field(default=30, ge=1)
 
 
 class StowSettings(BaseModel):

@@ -10,6 +10,7 @@ DICOMweb responses stay streamed.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -36,7 +37,7 @@ from aiokafka.errors import KafkaConnectionError
 from fastapi import APIRouter, Depends, FastAPI, Path, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -51,6 +52,7 @@ from skypacs.observability import (
     http_metrics,
     log_access,
     metric_method,
+    metrics_exposition,
     request_id_var,
 )
 from skypacs.runtime import Runtime, readiness
@@ -389,7 +391,8 @@ def _probes() -> APIRouter:
 
     @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
     async def metrics() -> Response:
-        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+        body = await asyncio.to_thread(metrics_exposition)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     return router
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import os
 import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,13 +19,23 @@ from functools import cache
 from typing import Any, TextIO
 
 import orjson
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
 
 from skypacs.config import LogSettings
 
 AUDIT_LOGGER = "skypacs.audit"
 ACCESS_LOGGER = "skypacs.access"
 METRICS_PREFIX = "skypacs_"
+#: Set by the worker supervisor: metric values live in files there, one set per process.
+MULTIPROCESS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 UNMATCHED_ROUTE = "unmatched"
 
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
@@ -148,8 +159,23 @@ def http_metrics(registry: CollectorRegistry = REGISTRY) -> HttpMetrics:
             "HTTP requests being served now.",
             ("service", "method"),
             registry=registry,
+            multiprocess_mode="livesum",
         ),
     )
+
+
+def metrics_exposition() -> bytes:
+    """The Prometheus text exposition of this server.
+
+    With several worker processes (:data:`MULTIPROCESS_DIR_ENV` set) the values
+    of every live worker are added up, so a scrape sees the whole server
+    whichever worker answers it.
+    """
+    if os.environ.get(MULTIPROCESS_DIR_ENV):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry)
+    return generate_latest(REGISTRY)
 
 
 def metric_method(method: str) -> str:

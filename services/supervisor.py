@@ -1,0 +1,246 @@
+"""Several server processes on one listening socket (``SKYPACS_HTTP__WORKERS``).
+
+The supervisor holds what exists once per server: the listening socket, on
+which every worker accepts connections; the embedded Postgres, started before
+the workers and stopped after them, and (for ``serve``) the schema migration;
+and the directory where the workers' Prometheus metrics meet. Workers are
+spawned, not forked, so each starts with its own event loop, pools and threads.
+A worker that dies after it started is replaced; one that dies before it ever
+started stops the server, because a replacement would fail the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import os
+import shutil
+import signal
+import socket
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from multiprocessing.process import BaseProcess
+from multiprocessing.synchronize import Event
+from pathlib import Path
+from types import FrameType
+
+import uvicorn
+from prometheus_client import multiprocess
+from pydantic import SecretStr
+
+from skypacs.config import Settings
+from skypacs.index import run_migrations
+from skypacs.index.embedded import EmbeddedPostgres
+from skypacs.observability import MULTIPROCESS_DIR_ENV, configure_logging
+
+from .apps import APPS
+from .http_server import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    ignore_stop_signals,
+    listening_banner,
+    say,
+    uvicorn_config,
+)
+
+log = logging.getLogger(__name__)
+
+_SPAWN = multiprocessing.get_context("spawn")
+_POLL_S = 0.5
+#: Beyond the graceful shutdown of a worker, how long before it is killed.
+_KILL_MARGIN_S = 10.0
+_LISTEN_BACKLOG = 2048
+_ORPHAN_CHECK_S = 1.0
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """What a worker process needs to build and run its app (sent by pickle)."""
+
+    command: str
+    settings: Settings
+    host: str
+    port: int
+
+
+class _WorkerServer(uvicorn.Server):
+    """A uvicorn server that reports to the supervisor once it accepts requests."""
+
+    def __init__(self, config: uvicorn.Config, started: Event) -> None:
+        super().__init__(config)
+        self._started_event = started
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            self._started_event.set()
+
+
+def _stop_when_orphaned(supervisor_pid: int) -> None:
+    """SIGTERM this worker once its supervisor is gone (killed, say, by the OOM killer)."""
+    while os.getppid() == supervisor_pid:
+        time.sleep(_ORPHAN_CHECK_S)
+    log.warning("supervisor process is gone; worker stopping")
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def worker_main(spec: WorkerSpec, sock: socket.socket, started: Event) -> None:
+    """Entry point of one worker process: serve on ``sock`` until SIGTERM."""
+    ignore_stop_signals()
+    watch = threading.Thread(
+        target=_stop_when_orphaned, args=(os.getppid(),), name="orphan-watch", daemon=True
+    )
+    watch.start()
+    configure_logging(spec.settings.log)
+    factory, _help = APPS[spec.command]
+    config = uvicorn_config(factory(spec.settings), spec.host, spec.port, spec.settings)
+    server = _WorkerServer(config, started)
+    server.run(sockets=[sock])
+    if not server.started:
+        raise SystemExit(EXIT_FAILURE)
+
+
+@dataclass
+class _Worker:
+    process: BaseProcess
+    started: Event
+
+
+class Supervisor:
+    """Runs ``count`` workers of ``spec`` on ``sock`` until SIGINT or SIGTERM."""
+
+    def __init__(self, spec: WorkerSpec, sock: socket.socket, count: int) -> None:
+        self.spec = spec
+        self.sock = sock
+        self.count = count
+        self._stop = threading.Event()
+        self._status = EXIT_OK
+
+    def _spawn(self) -> _Worker:
+        started = _SPAWN.Event()
+        process = _SPAWN.Process(
+            target=worker_main, args=(self.spec, self.sock, started), name="skypacs-worker"
+        )
+        process.start()
+        return _Worker(process, started)
+
+    def _on_signal(self, _signum: int, _frame: FrameType | None) -> None:
+        self._stop.set()
+
+    def run(self) -> int:
+        """Start the workers, watch them, stop them all; the exit status."""
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._on_signal)
+        workers = [self._spawn() for _ in range(self.count)]
+        announced = False
+        try:
+            while not self._stop.wait(_POLL_S):
+                self._replace_exited(workers)
+                if not announced and all(worker.started.is_set() for worker in workers):
+                    port = int(self.sock.getsockname()[1])
+                    say(listening_banner(self.spec.settings, self.spec.host, port, self.count))
+                    announced = True
+        finally:
+            self._stop_all(workers)
+        return self._status
+
+    def _replace_exited(self, workers: list[_Worker]) -> None:
+        for position, worker in enumerate(workers):
+            if worker.process.is_alive():
+                continue
+            worker.process.join()
+            _forget_metrics(worker.process.pid)
+            if not worker.started.is_set():
+                log.error(
+                    "worker process exited (status %s) before it started; stopping",
+                    worker.process.exitcode,
+                )
+                self._status = EXIT_FAILURE
+                self._stop.set()
+                return
+            log.warning(
+                "worker process %s exited (status %s); starting a replacement",
+                worker.process.pid,
+                worker.process.exitcode,
+            )
+            workers[position] = self._spawn()
+
+    def _stop_all(self, workers: list[_Worker]) -> None:
+        """SIGTERM every worker (graceful), then SIGKILL what outlives the grace period."""
+        for worker in workers:
+            if worker.process.is_alive() and worker.process.pid is not None:
+                os.kill(worker.process.pid, signal.SIGTERM)
+        deadline = self.spec.settings.http.shutdown_grace_s + _KILL_MARGIN_S
+        for worker in workers:
+            worker.process.join(deadline)
+            if worker.process.is_alive():
+                log.warning("worker process %s did not stop in time; killed", worker.process.pid)
+                worker.process.kill()
+                worker.process.join()
+            _forget_metrics(worker.process.pid)
+
+
+def _forget_metrics(pid: int | None) -> None:
+    """Drop the live gauges of a worker that is gone (its counters stay summed)."""
+    directory = os.environ.get(MULTIPROCESS_DIR_ENV)
+    if pid is not None and directory:
+        multiprocess.mark_process_dead(pid, directory)  # type: ignore[no-untyped-call]
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """The listening socket all workers share (IPv6 when ``host`` is an IPv6 address)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    return socket.create_server((host, port), family=family, backlog=_LISTEN_BACKLOG)
+
+
+@contextmanager
+def metrics_directory() -> Iterator[Path]:
+    """A fresh directory for the workers' metric files, exported to them by env var."""
+    directory = Path(tempfile.mkdtemp(prefix="skypacs-metrics-"))
+    os.environ[MULTIPROCESS_DIR_ENV] = str(directory)
+    try:
+        yield directory
+    finally:
+        os.environ.pop(MULTIPROCESS_DIR_ENV, None)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@contextmanager
+def shared_index(settings: Settings, *, migrate: bool) -> Iterator[Settings]:
+    """Settings for the workers, whose index is the same server.
+
+    Without ``SKYPACS_INDEX__DSN`` the embedded Postgres is started here (and
+    stopped after the workers) and its DSN handed to them; with ``migrate``
+    the schema is brought up to date once, before any worker starts.
+    """
+    if settings.index.dsn is not None:
+        if migrate:
+            asyncio.run(run_migrations(settings))
+        yield settings
+        return
+    embedded = EmbeddedPostgres(settings.data_dir / "postgres")
+    dsn = asyncio.run(embedded.start())
+    try:
+        index = settings.index.model_copy(update={"dsn": SecretStr(dsn)})
+        shared = settings.model_copy(update={"index": index})
+        if migrate:
+            asyncio.run(run_migrations(shared))
+        yield shared
+    finally:
+        asyncio.run(embedded.stop())
+
+
+def run_workers(command: str, host: str, port: int, settings: Settings) -> int:
+    """Serve ``command``'s app from ``settings.http.workers`` processes."""
+    with (
+        listen(host, port) as sock,
+        metrics_directory(),
+        shared_index(settings, migrate=command == "serve") as shared,
+    ):
+        spec = WorkerSpec(command=command, settings=shared, host=host, port=port)
+        return Supervisor(spec, sock, settings.http.workers).run()
