@@ -7,12 +7,14 @@ processes (see :mod:`skypacs.services.supervisor`) build their app from here.
 from __future__ import annotations
 
 from collections.abc import Callable
-
-from fastapi import FastAPI
+from typing import TYPE_CHECKING
 
 from skypacs.config import Settings
 
-AppFactory = Callable[[Settings], FastAPI]
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+AppFactory = Callable[[Settings], "FastAPI"]
 
 
 def serve_app(settings: Settings) -> FastAPI:

@@ -5,11 +5,14 @@ from __future__ import annotations
 import signal
 import socket
 import sys
+from typing import TYPE_CHECKING
 
 import uvicorn
-from fastapi import FastAPI
 
 from skypacs.config import Settings
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 EXIT_OK = 0
 EXIT_FAILURE = 1

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import sys
 import time
 import uuid
 from collections.abc import (
@@ -29,11 +30,8 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Annotated, Any, cast
 
-import aiohttp
 import asyncpg
-import botocore.exceptions
 import orjson
-from aiokafka.errors import KafkaConnectionError
 from fastapi import APIRouter, Depends, FastAPI, Path, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
@@ -110,7 +108,7 @@ CORS_EXPOSE_HEADERS = (
 )
 
 #: Backend errors that escape a library unmapped still mean "retry later" (503).
-CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     ConnectionError,
     TimeoutError,
     asyncpg.PostgresConnectionError,
@@ -118,11 +116,28 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.TooManyConnectionsError,
     asyncpg.exceptions.AdminShutdownError,
     asyncpg.exceptions.CrashShutdownError,
-    botocore.exceptions.ConnectionError,
-    botocore.exceptions.HTTPClientError,
-    aiohttp.ClientConnectionError,
-    KafkaConnectionError,
 )
+#: The same from the S3 and Kafka clients, which are imported only when configured.
+_CLIENT_CONNECTION_ERRORS = (
+    ("botocore.exceptions", ("ConnectionError", "HTTPClientError")),
+    ("aiohttp", ("ClientConnectionError",)),
+    ("aiokafka.errors", ("KafkaConnectionError",)),
+)
+
+
+def is_connection_error(exc: BaseException) -> bool:
+    """Whether ``exc`` means a backend could not be reached (a 503, not a 500).
+
+    A client library's classes are looked up only if it is loaded: one that
+    was never imported cannot have raised anything.
+    """
+    if isinstance(exc, _CONNECTION_ERRORS):
+        return True
+    for module_name, names in _CLIENT_CONNECTION_ERRORS:
+        module = sys.modules.get(module_name)
+        if module is not None and isinstance(exc, tuple(getattr(module, n) for n in names)):
+            return True
+    return False
 
 
 # --- error responses -------------------------------------------------------------------
@@ -334,7 +349,7 @@ class ErrorBoundaryMiddleware:
         handler = _handler_for(leaf)
         if handler is not None and isinstance(leaf, Exception):
             return await handler(Request(scope, receive), leaf)
-        if isinstance(leaf, CONNECTION_ERRORS):
+        if is_connection_error(leaf):
             log.warning("backend connection failed: %s", type(leaf).__name__)
             return _unavailable_response("a backend service is unreachable; retry later")
         log.exception("unhandled error")

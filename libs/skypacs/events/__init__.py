@@ -12,17 +12,18 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from skypacs.config import Settings
 
 from .bus import ALL_TYPES, EventHandler, EventPublisher, InProcessBus
-from .kafka import KafkaConsumerRunner, KafkaPublisher
 from .model import Event, EventType, MalformedEvent, decode_kafka, new_event
 from .relay import OutboxRelay
 
 if TYPE_CHECKING:
     from skypacs.index import Index
+
+    from .kafka import KafkaConsumerRunner, KafkaPublisher
 
 __all__ = [
     "ALL_TYPES",
@@ -42,6 +43,16 @@ __all__ = [
 ]
 
 IN_PROCESS_CURSOR = "in-process"
+_KAFKA_NAMES = frozenset({"KafkaConsumerRunner", "KafkaPublisher"})
+
+
+def __getattr__(name: str) -> Any:
+    """The Kafka classes on first use: without a broker configured, aiokafka is never loaded."""
+    if name in _KAFKA_NAMES:
+        from . import kafka
+
+        return getattr(kafka, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass
@@ -85,6 +96,8 @@ def relay_cursor_name(settings: Settings) -> str:
 
 def _make_publisher(settings: Settings) -> tuple[EventPublisher, InProcessBus | None]:
     if settings.events.kafka.bootstrap_servers:
+        from .kafka import KafkaPublisher
+
         kafka = settings.events.kafka
         publisher = KafkaPublisher(
             kafka,

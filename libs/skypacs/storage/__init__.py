@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import TYPE_CHECKING, Any
 
 from skypacs.config import Settings
 from skypacs.storage.base import (
@@ -19,7 +20,9 @@ from skypacs.storage.base import (
     validate_prefix,
 )
 from skypacs.storage.filesystem import FilesystemBlobStore
-from skypacs.storage.s3 import S3BlobStore
+
+if TYPE_CHECKING:
+    from skypacs.storage.s3 import S3BlobStore
 
 __all__ = [
     "BlobInfo",
@@ -37,6 +40,15 @@ __all__ = [
 ]
 
 
+def __getattr__(name: str) -> Any:
+    """``S3BlobStore`` on first use: its client library is big and often not needed."""
+    if name == "S3BlobStore":
+        from skypacs.storage.s3 import S3BlobStore
+
+        return S3BlobStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def open_blob_store(settings: Settings) -> AbstractAsyncContextManager[BlobStore]:
     """The configured blob store, opened on enter and closed on exit.
 
@@ -51,6 +63,8 @@ async def _opened(settings: Settings) -> AsyncIterator[BlobStore]:
     storage = settings.storage
     store: BlobStore
     if storage.backend == "s3":
+        from skypacs.storage.s3 import S3BlobStore
+
         store = await S3BlobStore.connect(storage.s3, read_chunk_bytes=storage.read_chunk_bytes)
     else:
         root = settings.blob_root
