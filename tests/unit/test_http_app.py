@@ -281,3 +281,17 @@ def test_request_id_is_generated_when_absent_or_malformed(
 def test_request_id_on_error_responses(client: TestClient) -> None:
     response = client.get("/dicom-web/nowhere", headers={"X-Request-ID": "trace-1"})
     assert response.headers["x-request-id"] == "trace-1"
+
+
+def test_client_library_connection_errors_count_once_loaded() -> None:
+    import aiohttp
+    import botocore.exceptions
+    from aiokafka.errors import KafkaConnectionError
+
+    from skypacs.http import is_connection_error
+
+    assert is_connection_error(aiohttp.ClientConnectorError.__new__(aiohttp.ClientConnectorError))
+    assert is_connection_error(botocore.exceptions.EndpointConnectionError(endpoint_url="x"))
+    assert is_connection_error(KafkaConnectionError())
+    assert is_connection_error(ConnectionRefusedError())
+    assert not is_connection_error(ValueError("bad input"))
