@@ -7,7 +7,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8080
 DATA   ?= ./var
 
-.PHONY: install run test unit integration interop lint typecheck bench clean
+.PHONY: install run test unit integration interop lint typecheck bench bench-compare bench-qido-scale clean
 
 install: $(STAMP)
 
@@ -39,8 +39,13 @@ lint: install
 typecheck: install
 	$(BIN)/mypy libs/skypacs services
 
-bench: install
+bench: bench-compare bench-qido-scale
+
+bench-compare: install
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+bench-qido-scale: install
+	$(BIN)/python -m bench.qido_scale --data-dir bench/scale-index $(QIDO_SCALE_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
