@@ -16,8 +16,18 @@ from typing import Any, Final
 from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
 
 BINARY_VRS: Final = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
+#: VRs whose JSON values are the decoded strings themselves (PS3.18 Table F.2.3-1).
+TEXT_VRS: Final = frozenset(
+    {"AE", "AS", "CS", "DA", "DT", "LO", "LT", "SH", "ST", "TM", "UC", "UI", "UR", "UT"}
+)
+#: VRs whose JSON values are numbers, with the Python type each one becomes.
+NUMBER_VRS: Final[dict[str, type[int] | type[float]]] = {
+    "IS": int, "SL": int, "SS": int, "SV": int, "UL": int, "US": int, "UV": int,
+    "DS": float, "FD": float, "FL": float,
+}  # fmt: skip
 PIXEL_DATA_KEYS: Final = frozenset({"7FE00010", "7FE00008", "7FE00009"})
 BULK_PREFIX: Final = "bulk/"
 
@@ -80,7 +90,51 @@ def _binary_json(elem: DataElement, vr: str) -> dict[str, Any]:
 
 
 def _value_json(elem: DataElement, vr: str, key: str) -> dict[str, Any]:
-    """Delegate plain values to pydicom, then fix what the JSON model forbids."""
+    """Plain values: text and numbers directly, anything else through pydicom."""
+    if vr == elem.VR:
+        if vr in TEXT_VRS:
+            encoded = _text_json(elem.value, vr)
+        else:
+            number = NUMBER_VRS.get(vr)
+            encoded = None if number is None else _number_json(elem.value, vr, number)
+        if encoded is not None:
+            return encoded
+    return _pydicom_json(elem, vr, key)
+
+
+def _text_json(value: Any, vr: str) -> dict[str, Any] | None:
+    """What :func:`_pydicom_json` makes of a string value; None for any other value."""
+    if value is None or value == "":
+        return {"vr": vr} if value is None or isinstance(value, str) else None
+    if isinstance(value, str):
+        return {"vr": vr, "Value": [value]}
+    if type(value) is not MultiValue or len(value) < 2:
+        return None
+    values = list(value)
+    if not all(isinstance(item, str) for item in values):
+        return None
+    values = [item or None for item in values]
+    if all(item is None for item in values):
+        return {"vr": vr}
+    return {"vr": vr, "Value": values}
+
+
+def _number_json(value: Any, vr: str, number: type[int] | type[float]) -> dict[str, Any] | None:
+    """What :func:`_pydicom_json` makes of a numeric value; None for any other value."""
+    if value is None or (isinstance(value, str) and not value):
+        return {"vr": vr}
+    if isinstance(value, number) and not isinstance(value, bool):
+        return {"vr": vr, "Value": [number(value)]}
+    if type(value) is not MultiValue or len(value) < 2:
+        return None
+    values = list(value)
+    if not all(isinstance(item, number) and not isinstance(item, bool) for item in values):
+        return None
+    return {"vr": vr, "Value": [number(item) for item in values]}
+
+
+def _pydicom_json(elem: DataElement, vr: str, key: str) -> dict[str, Any]:
+    """Delegate a value to pydicom, then fix what the JSON model forbids."""
     try:
         encoded: dict[str, Any] = elem.to_json_dict(None, 0)
     except Exception:  # e.g. IS "abc": the attribute stays, its value cannot

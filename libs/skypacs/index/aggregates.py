@@ -21,27 +21,46 @@ class _Added(Protocol):
     def sop_class_uid(self) -> str: ...
 
 
-# One statement for both levels: the series row counts the instance first and
-# tells whether it is the series' first (num_series) and its modality.
-_ADD_INSTANCE = """
-WITH s AS (
-    UPDATE series SET num_instances = num_instances + 1, total_bytes = total_bytes + $3,
+def count_added(added: str, series_pk: str, study_pk: str) -> str:
+    """CTEs counting the row of CTE ``added`` into its series and study.
+
+    ``added`` yields ``size_bytes`` and ``sop_class_uid`` (at most one row: none
+    counts nothing); ``series_pk`` and ``study_pk`` are the SQL parameters of the
+    two keys. The series row counts the instance first and tells whether it is
+    the series' first (num_series) and its modality. The text follows a
+    ``WITH ...,`` list and leaves the main statement to the caller.
+    """
+    return f"""
+counted_series AS (
+    UPDATE series SET num_instances = num_instances + 1,
+        total_bytes = total_bytes + {added}.size_bytes, updated_at = now()
+    FROM {added}
+    WHERE series.id = {series_pk}
+    RETURNING series.num_instances, series.modality::text AS modality,
+              {added}.size_bytes, {added}.sop_class_uid
+),
+counted_study AS (
+    UPDATE studies SET
+        num_instances = studies.num_instances + 1,
+        num_series = studies.num_series + CASE WHEN s.num_instances = 1 THEN 1 ELSE 0 END,
+        total_bytes = studies.total_bytes + s.size_bytes,
+        modalities = CASE WHEN s.modality IS NULL OR s.modality = ANY (studies.modalities)
+                          THEN studies.modalities
+                          ELSE array_append(studies.modalities, s.modality) END,
+        sop_classes = CASE WHEN s.sop_class_uid = ANY (studies.sop_classes)
+                           THEN studies.sop_classes
+                           ELSE array_append(studies.sop_classes, s.sop_class_uid) END,
         updated_at = now()
-    WHERE id = $2
-    RETURNING num_instances, modality::text AS modality
-)
-UPDATE studies SET
-    num_instances = studies.num_instances + 1,
-    num_series = studies.num_series + CASE WHEN s.num_instances = 1 THEN 1 ELSE 0 END,
-    total_bytes = studies.total_bytes + $3,
-    modalities = CASE WHEN s.modality IS NULL OR s.modality = ANY (studies.modalities)
-                      THEN studies.modalities
-                      ELSE array_append(studies.modalities, s.modality) END,
-    sop_classes = CASE WHEN $4 = ANY (studies.sop_classes) THEN studies.sop_classes
-                       ELSE array_append(studies.sop_classes, $4::text) END,
-    updated_at = now()
-FROM s
-WHERE studies.id = $1
+    FROM counted_series s
+    WHERE studies.id = {study_pk}
+    RETURNING studies.id
+)"""
+
+
+_ADD_INSTANCE = f"""
+WITH added AS (SELECT $3::bigint AS size_bytes, $4::text AS sop_class_uid),
+{count_added("added", "$2", "$1")}
+SELECT count(*) FROM counted_study
 """
 
 _RECOMPUTE_SERIES = """

@@ -12,7 +12,6 @@ transaction (one WAL flush) instead of one transaction each.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -24,7 +23,7 @@ import asyncpg
 from skypacs.events.model import Event, EventType, new_event
 
 from . import aggregates, hierarchy
-from .outbox import append, append_many
+from .outbox import append_many
 
 if TYPE_CHECKING:
     from .pool import Connection
@@ -94,7 +93,7 @@ def blob_key_for(version: int) -> str:
 # One round trip: the version comes from the sequence and the key is built as
 # blob_key_for() builds it (sha256 of the decimal version, two 2-hex prefixes).
 _CLAIM = """
-WITH v AS (SELECT nextval('instance_version_seq') AS version),
+WITH v AS (SELECT nextval('instance_version_seq') AS version{mode}),
      h AS (SELECT version, encode(sha256(convert_to(version::text, 'UTF8')), 'hex') AS hex
            FROM v)
 INSERT INTO instances (version, blob_key, sop_instance_uid, sop_class_uid,
@@ -105,6 +104,10 @@ SELECT version,
 FROM h
 RETURNING id, version, blob_key
 """
+_CLAIM_IN_TRANSACTION = _CLAIM.format(mode="")
+# set_config(..., true) is SET LOCAL: it lasts for the statement's own implicit
+# transaction only (see claim()).
+_CLAIM_ALONE = _CLAIM.format(mode=", set_config('synchronous_commit', 'off', true) AS mode")
 
 
 async def claim(
@@ -116,9 +119,21 @@ async def claim(
     series_uid: str,
     transfer_syntax_uid: str,
 ) -> Claim:
-    """Phase one: reserve a version and its blob key as a ``creating`` row."""
+    """Phase one: reserve a version and its blob key as a ``creating`` row.
+
+    The claim commits asynchronously (``synchronous_commit = off`` for its own
+    transaction only): it does not wait for its WAL to reach disk. That is safe
+    because a claim acknowledges nothing. The instance is acknowledged only after
+    :func:`commit`, whose synchronous commit flushes the WAL up to its own record,
+    which lies after the claim's, so an acknowledged instance always has a durable
+    claim. A crash before then can lose the claim but never an acknowledged
+    instance: the client got no success, and the sweeper removes the blob that
+    has no row (and any claim that survived as a stale ``creating`` row).
+    Inside a caller's transaction the claim follows that transaction's setting.
+    """
+    sql = _CLAIM_IN_TRANSACTION if conn.is_in_transaction() else _CLAIM_ALONE
     row = await conn.fetchrow(
-        _CLAIM, sop_instance_uid, sop_class_uid, study_uid, series_uid, transfer_syntax_uid
+        sql, sop_instance_uid, sop_class_uid, study_uid, series_uid, transfer_syntax_uid
     )
     assert row is not None
     return Claim(pk=int(row["id"]), version=int(row["version"]), blob_key=str(row["blob_key"]))
@@ -139,15 +154,28 @@ UPDATE instances SET
 WHERE id = $1 AND status = 'creating'
 """
 
+# The flip for a batch: no savepoint, so no unique violation wanted. A stored
+# twin (seen by the statement's snapshot) leaves the claim as it is for
+# _reconcile; the flipped instance is counted into its series and study at once.
+_FLIP_COUNTED = f"""
+WITH twin AS (
+    SELECT 1 FROM instances WHERE sop_instance_uid = $14 AND status = 'stored' LIMIT 1),
+flip AS ({_FLIP.strip()} AND NOT EXISTS (SELECT 1 FROM twin)
+    RETURNING size_bytes, sop_class_uid),
+{aggregates.count_added("flip", "$2", "$3")}
+SELECT EXISTS (SELECT 1 FROM flip) AS flipped,
+       EXISTS (SELECT 1 FROM twin) AS twin,
+       EXISTS (SELECT 1 FROM instances WHERE id = $1 AND status = 'creating') AS claimed
+"""
+
 _STORED_TWIN = """
 SELECT id, sha256, blob_key, series_pk, study_pk FROM instances
 WHERE sop_instance_uid = $1 AND status = 'stored' FOR UPDATE
 """
 
 
-async def _flip(conn: Connection, claim_: Claim, rec: InstanceRecord, ids: hierarchy.Ids) -> bool:
-    status = await conn.execute(
-        _FLIP,
+def _flip_args(claim_: Claim, rec: InstanceRecord, ids: hierarchy.Ids) -> tuple[Any, ...]:
+    return (
         claim_.pk,
         ids.series_pk,
         ids.study_pk,
@@ -162,6 +190,10 @@ async def _flip(conn: Connection, claim_: Claim, rec: InstanceRecord, ids: hiera
         rec.sop_class_uid,
         rec.transfer_syntax_uid,
     )
+
+
+async def _flip(conn: Connection, claim_: Claim, rec: InstanceRecord, ids: hierarchy.Ids) -> bool:
+    status = await conn.execute(_FLIP, *_flip_args(claim_, rec, ids))
     return bool(status.endswith(" 1"))
 
 
@@ -169,12 +201,10 @@ async def commit(
     conn: Connection, claim_: Claim, rec: InstanceRecord, *, policy: DuplicatePolicy, source: str
 ) -> CommitResult:
     """Phase two, in one transaction: link, flip to stored, aggregates, outbox."""
-    async with conn.transaction():
-        ids = await hierarchy.upsert(conn, rec.patient, rec.study, rec.series)
-        result, event = await _link(conn, claim_, rec, ids, policy=policy, source=source)
-        if event is not None:
-            await append(conn, event)
-        return result
+    result = await commit_many(conn, [(claim_, rec)], policy=policy, source=source)
+    if result[0] is None:
+        raise hierarchy.SeriesInOtherStudy(rec.series_uid)
+    return result[0]
 
 
 async def commit_many(
@@ -187,31 +217,47 @@ async def commit_many(
     """Phase two for several instances in one transaction; results in ``items`` order.
 
     The patient, study and series rows are upserted once per distinct hierarchy,
-    in a savepoint with the first instance under it, so an instance whose series
-    is filed under another study (``None`` in the results) leaves the others
-    committed. The outbox rows are appended together at the end. Concurrent batches that lock
-    the same rows in opposite orders deadlock; Postgres then fails one of them
+    in a savepoint, so an instance whose series is filed under another study
+    (``None`` in the results) leaves the others committed. Each instance then
+    takes one statement (flip and aggregates) and no savepoint of its own; the
+    outbox rows are appended together at the end. A concurrent upload of the
+    same SOP Instance UID can still make a flip violate the unique index: the
+    transaction is then rolled back and run again with a savepoint around every
+    flip, which reconciles the loser. Concurrent batches that lock the same rows
+    in opposite orders deadlock; Postgres then fails one of them
     (``DeadlockDetectedError``) and nothing of it is committed.
     """
+    try:
+        return await _commit_batch(conn, items, policy=policy, source=source, careful=False)
+    except asyncpg.UniqueViolationError:
+        return await _commit_batch(conn, items, policy=policy, source=source, careful=True)
+
+
+async def _commit_batch(
+    conn: Connection,
+    items: Sequence[tuple[Claim, InstanceRecord]],
+    *,
+    policy: DuplicatePolicy,
+    source: str,
+    careful: bool,
+) -> list[CommitResult | None]:
     known: dict[tuple[str, str, str, str], hierarchy.Ids] = {}
     results: list[CommitResult | None] = []
     events: list[Event] = []
+    link = _link_careful if careful else _link
     async with conn.transaction():
         for claim_, rec in items:
             key = (rec.patient.patient_id, rec.patient.issuer, rec.study_uid, rec.series_uid)
             ids = known.get(key)
-            try:
-                # Only a first upsert can fail on its own; a known hierarchy needs no savepoint.
-                async with conn.transaction() if ids is None else contextlib.nullcontext():
-                    if ids is None:
+            if ids is None:
+                try:
+                    async with conn.transaction():
                         ids = await hierarchy.upsert(conn, rec.patient, rec.study, rec.series)
-                    result, event = await _link(
-                        conn, claim_, rec, ids, policy=policy, source=source
-                    )
-            except hierarchy.SeriesInOtherStudy:
-                results.append(None)
-                continue
-            known[key] = ids
+                except hierarchy.SeriesInOtherStudy:
+                    results.append(None)
+                    continue
+                known[key] = ids
+            result, event = await link(conn, claim_, rec, ids, policy=policy, source=source)
             results.append(result)
             if event is not None:
                 events.append(event)
@@ -228,7 +274,30 @@ async def _link(
     policy: DuplicatePolicy,
     source: str,
 ) -> tuple[CommitResult, Event | None]:
-    """Flip the claim to stored under ``ids``; the result and the event to append."""
+    """Flip and count the claim in one statement; a stored twin goes to reconciling.
+
+    Raises ``UniqueViolationError`` (aborting the transaction) only when a twin
+    was stored concurrently, after the statement's snapshot.
+    """
+    row = await conn.fetchrow(_FLIP_COUNTED, *_flip_args(claim_, rec, ids), rec.sop_instance_uid)
+    assert row is not None
+    if row["flipped"]:
+        return CommitResult(Outcome.STORED), _event(EventType.INSTANCE_STORED, rec, claim_, source)
+    if row["twin"] and row["claimed"]:
+        return await _reconcile(conn, claim_, rec, ids, policy=policy, source=source)
+    return CommitResult(Outcome.VANISHED), None
+
+
+async def _link_careful(
+    conn: Connection,
+    claim_: Claim,
+    rec: InstanceRecord,
+    ids: hierarchy.Ids,
+    *,
+    policy: DuplicatePolicy,
+    source: str,
+) -> tuple[CommitResult, Event | None]:
+    """Flip the claim under a savepoint: a unique violation is reconciled in place."""
     try:
         async with conn.transaction():
             flipped = await _flip(conn, claim_, rec, ids)
