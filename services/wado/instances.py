@@ -5,14 +5,13 @@ single application/dicom body). Instances whose negotiated syntax is the stored
 one are streamed from the blob store chunk by chunk, so a study of any size
 never sits in memory; the others are read and converted one at a time in the
 bounded worker pool. The first part is prepared before the response starts, so
-its failures still get a proper status; while one stored instance is sent, the
-next one is already being opened (at most one ahead).
+its failures still get a proper status; stored instances are then opened a
+group at a time (see :mod:`.read_ahead`), the next group while one is sent.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
 
 from fastapi import Request
 from starlette.responses import Response, StreamingResponse
@@ -29,15 +28,17 @@ from skypacs.dicomweb.multipart import (
 )
 from skypacs.errors import NotFound
 from skypacs.http import get_runtime
-from skypacs.index.retrieve import StoredInstance, Target, find_instances
+from skypacs.index.retrieve import InstanceBlob, StoredInstance, Target, find_blobs
 from skypacs.runtime import Runtime
-from skypacs.storage import BlobReader
 
 from .negotiation import choose, instance_offers
+from .read_ahead import READ_AHEAD_BYTES, Group, bodies_ahead, open_group, plan_groups
 from .state import WadoState, wado_state
 
 DICOM = "application/dicom"
 Body = AsyncIterable[bytes] | bytes
+#: An instance to send: a retrieve's light row, or a full row (WADO-URI).
+Row = InstanceBlob | StoredInstance
 
 
 class InstanceBodies:
@@ -48,57 +49,55 @@ class InstanceBodies:
         self._state = state
         self._target = target
 
-    def syntax_of(self, row: StoredInstance) -> str:
+    def syntax_of(self, row: Row) -> str:
         return row.transfer_syntax_uid if self._target == AS_STORED else self._target
 
-    async def body(self, row: StoredInstance) -> Body:
+    async def body(self, row: Row) -> Body:
         if self.streams(row):
             return await self._runtime.blobs.open(row.blob_key)
         data = await self._runtime.blobs.read(row.blob_key)
         return await self._state.run_blocking(transcode_instance, data, self.syntax_of(row))
 
-    def streams(self, row: StoredInstance) -> bool:
+    async def group(self, rows: Sequence[Row]) -> Sequence[Body]:
+        """Bodies of ``rows``: all streamed ones opened at once, or one converted row."""
+        if len(rows) == 1:
+            return [await self.body(rows[0])]
+        return await open_group(self._runtime.blobs, [row.blob_key for row in rows])
+
+    def streams(self, row: Row) -> bool:
         """True when ``row`` is sent as stored: its body is a reader, not converted bytes."""
         return self.syntax_of(row) == row.transfer_syntax_uid
 
-    def part(self, row: StoredInstance, body: Body) -> OutPart:
+    def part(self, row: Row, body: Body) -> OutPart:
         return OutPart(f"{DICOM}; transfer-syntax={self.syntax_of(row)}", body)
+
+    def plan(self, rows: Sequence[Row]) -> list[Group]:
+        sizes = [row.size_bytes for row in rows]
+        return plan_groups(sizes, [self.streams(row) for row in rows], READ_AHEAD_BYTES)
 
 
 async def _parts(
-    bodies: InstanceBodies, rows: list[StoredInstance], first: Body
+    bodies: InstanceBodies, rows: Sequence[Row], first: Body
 ) -> AsyncIterator[OutPart]:
-    """One part per row; the next stored instance is opened while one is being sent."""
-    body: Body = first
-    ahead: asyncio.Task[Body] | None = None
+    """One part per row; the next group of stored instances is opened while one is sent."""
+
+    async def opener(group: Group) -> Sequence[Body]:
+        return await bodies.group(rows[group.start : group.stop])
+
+    ahead = bodies_ahead(bodies.plan(rows), [first], opener)
     try:
-        for position, row in enumerate(rows):
-            following = rows[position + 1] if position + 1 < len(rows) else None
-            if following is not None and bodies.streams(following):
-                ahead = asyncio.ensure_future(bodies.body(following))
-            yield bodies.part(row, body)
-            if following is not None:
-                body = await ahead if ahead is not None else await bodies.body(following)
-                ahead = None
+        position = 0
+        async for body in ahead:
+            yield bodies.part(rows[position], body)
+            position += 1
     finally:
-        if ahead is not None:
-            await _drop(ahead)
-
-
-async def _drop(ahead: asyncio.Task[Body]) -> None:
-    """Let an opening that is no longer wanted finish, then release what it opened."""
-    await asyncio.wait([ahead])
-    if ahead.cancelled() or ahead.exception() is not None:
-        return
-    body = ahead.result()
-    if isinstance(body, BlobReader):
-        await body.aclose()
+        await ahead.aclose()
 
 
 async def _retrieve(request: Request, target: Target) -> Response:
     runtime = get_runtime(request)
     state = wado_state(request)
-    rows = await find_instances(runtime.index.pool, target)
+    rows = await find_blobs(runtime.index.pool, target)
     if not rows:
         raise NotFound(f"no such {target.level}")
     syntaxes = {row.transfer_syntax_uid for row in rows}
@@ -121,7 +120,7 @@ async def _retrieve(request: Request, target: Target) -> Response:
 
 
 def _length_header(
-    bodies: InstanceBodies, rows: list[StoredInstance], boundary: str
+    bodies: InstanceBodies, rows: Sequence[Row], boundary: str
 ) -> dict[str, str] | None:
     """Content-Length when every instance goes out as stored (sizes known up front).
 

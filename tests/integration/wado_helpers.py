@@ -8,7 +8,7 @@ reaches the real store).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,8 +39,12 @@ class CountingBlobStore:
         return getattr(self._inner, name)
 
     async def open(self, key: str, start: int = 0, end: int | None = None) -> BlobReader:
-        reader = await self._inner.open(key, start, end)
+        return self._counted(await self._inner.open(key, start, end))
 
+    async def open_many(self, keys: Sequence[str]) -> list[BlobReader]:
+        return [self._counted(reader) for reader in await self._inner.open_many(keys)]
+
+    def _counted(self, reader: BlobReader) -> BlobReader:
         async def counted() -> AsyncIterator[bytes]:
             async for chunk in reader:
                 self.bytes_read += len(chunk)

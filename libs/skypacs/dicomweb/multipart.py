@@ -299,7 +299,17 @@ def new_boundary() -> str:
     return uuid.uuid4().hex
 
 
-def _header_block(part: OutPart) -> bytes:
+def _header_block(part: OutPart, cache: dict[str, bytes] | None = None) -> bytes:
+    """The part's header lines and the blank line after them.
+
+    Parts without extra fields share the block of their Content-Type through
+    ``cache`` (a retrieve repeats one type for every instance).
+    """
+    if cache is not None and not part.headers:
+        block = cache.get(part.content_type)
+        if block is None:
+            block = cache[part.content_type] = _header_block(part)
+        return block
     fields = [("Content-Type", part.content_type)]
     fields.extend((n, v) for n, v in part.headers.items() if n.lower() != "content-type")
     lines: list[str] = []
@@ -319,9 +329,10 @@ async def write_multipart(parts: AsyncIterable[OutPart], boundary: str) -> Async
     """
     dash_boundary = b"--" + validate_boundary(boundary).encode("ascii")
     separator = dash_boundary + CRLF
+    blocks: dict[str, bytes] = {}
     try:
         async for part in parts:
-            header = separator + _header_block(part)
+            header = separator + _header_block(part, blocks)
             separator = CRLF + dash_boundary + CRLF
             body = part.body
             if isinstance(body, bytes):
@@ -358,10 +369,11 @@ def multipart_length(parts: Sequence[tuple[str, int]], boundary: str) -> int:
     """Size of the body :func:`write_multipart` makes of parts given as (Content-Type,
     body size), without extra header fields: lets a response carry Content-Length."""
     dash_boundary = len(b"--") + len(validate_boundary(boundary).encode("ascii"))
+    blocks: dict[str, bytes] = {}
     total = 0
     for position, (content_type, size) in enumerate(parts):
         total += dash_boundary + len(CRLF) + (len(CRLF) if position else 0)
-        total += len(_header_block(OutPart(content_type, b""))) + size
+        total += len(_header_block(OutPart(content_type, b""), blocks)) + size
     closing = dash_boundary + len(b"--") + len(CRLF)
     return total + closing + (len(CRLF) if parts else 0)
 

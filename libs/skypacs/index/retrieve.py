@@ -133,6 +133,33 @@ async def find_instance(
 
 
 @dataclass(frozen=True, slots=True)
+class InstanceBlob:
+    """Where one stored instance's Part 10 bytes are: what a whole-object retrieve needs."""
+
+    study_pk: int
+    transfer_syntax_uid: str
+    blob_key: str
+    size_bytes: int
+
+
+async def find_blobs(executor: Executor, target: Target) -> list[InstanceBlob]:
+    """The blobs of the stored instances of ``target`` in retrieve order (empty when
+    unknown); reads no JSON column, so a large series costs one light query."""
+    sql = f"""SELECT i.study_pk, i.transfer_syntax_uid, i.blob_key, i.size_bytes
+              FROM instances i WHERE {where_clause(target)} ORDER BY {ORDER_BY}"""
+    rows = await executor.fetch(sql, *target.args())
+    return [
+        InstanceBlob(
+            study_pk=int(r["study_pk"]),
+            transfer_syntax_uid=str(r["transfer_syntax_uid"]),
+            blob_key=str(r["blob_key"]),
+            size_bytes=int(r["size_bytes"] or 0),
+        )
+        for r in rows
+    ]
+
+
+@dataclass(frozen=True, slots=True)
 class MetadataItem:
     """One instance's DICOM JSON as stored (relative BulkDataURIs) and its identity."""
 

@@ -11,7 +11,7 @@ and frames).
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
@@ -206,6 +206,13 @@ class BlobStore(Protocol):
 
     async def open(self, key: str, start: int = 0, end: int | None = None) -> BlobReader:
         """Open ``[start, end)`` of ``key``; raises :class:`BlobNotFound` before any byte."""
+        ...
+
+    async def open_many(self, keys: Sequence[str]) -> list[BlobReader]:
+        """Open the whole objects ``keys`` at once (a series retrieve); all or none.
+
+        Raises :class:`BlobNotFound`, with nothing left open, if one is missing.
+        """
         ...
 
     async def read(self, key: str, start: int = 0, end: int | None = None) -> bytes:

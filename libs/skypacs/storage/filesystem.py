@@ -25,11 +25,20 @@ import hashlib
 import inspect
 import os
 import secrets
-from collections.abc import AsyncIterable, AsyncIterator, Generator, Iterator
+import threading
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Callable,
+    Generator,
+    Iterable,
+    Iterator,
+    Sequence,
+)
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from skypacs.errors import DependencyUnavailable, StorageFull
 from skypacs.storage.base import (
@@ -50,10 +59,75 @@ DATA_SUFFIX = "@data"
 CLASS_SUFFIX = "@class"
 TEMP_MARKER = "@tmp-"
 WRITE_BATCH_BYTES = 1024 * 1024
+#: Bytes of a range the kernel is asked to read ahead when it is opened.
+READ_AHEAD_BYTES = 8 * 1024 * 1024
 LIST_BATCH = 500
 _FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 _OUTAGE_ERRNOS = frozenset({errno.EIO, errno.EROFS, errno.ENOTCONN, errno.ESTALE, errno.ENODEV})
 _MISSING = (FileNotFoundError, NotADirectoryError)
+#: An open object: descriptor, object size and the resolved range.
+_OpenedRange = tuple[int, int, int, int]
+_Opened = TypeVar("_Opened", _OpenedRange, "builtins.list[_OpenedRange]")
+
+
+_RWF_NOWAIT: int = getattr(os, "RWF_NOWAIT", 0)
+_FADV_WILLNEED: int = getattr(os, "POSIX_FADV_WILLNEED", 0)
+
+
+class _CachedReads:
+    """Reads that take only what the page cache already holds, so never block.
+
+    ``preadv`` with ``RWF_NOWAIT`` (Linux) copies the cached part of a range
+    and returns at once; a per-thread scratch buffer receives it, so each chunk
+    costs one kernel copy and one allocation of its ``bytes``. Where the flag
+    is missing or refused, every read reports nothing cached.
+    """
+
+    def __init__(self, chunk_bytes: int) -> None:
+        self._chunk = chunk_bytes
+        self._local = threading.local()
+        self._usable = _RWF_NOWAIT != 0
+
+    def read(self, fd: int, length: int, offset: int) -> bytes:
+        """Up to ``length`` (at most one chunk) cached bytes at ``offset``; short when
+        the rest is not cached or the file ends."""
+        if not self._usable:
+            return b""
+        scratch: bytearray | None = getattr(self._local, "scratch", None)
+        if scratch is None:
+            scratch = self._local.scratch = bytearray(self._chunk)
+        with memoryview(scratch) as view:
+            try:
+                got = os.preadv(fd, [view[:length]], offset, _RWF_NOWAIT)
+            except BlockingIOError:
+                return b""
+            except OSError as exc:
+                if exc.errno in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                    self._usable = False
+                return b""
+            return bytes(view[:got])
+
+
+def _read_ahead(fd: int, start: int, end: int) -> None:
+    """Ask the kernel to start reading ``[start, end)`` (its first
+    :data:`READ_AHEAD_BYTES`) into the page cache, without waiting."""
+    length = min(end - start, READ_AHEAD_BYTES)
+    if _FADV_WILLNEED and length > 0:
+        with contextlib.suppress(OSError):
+            os.posix_fadvise(fd, start, length, _FADV_WILLNEED)
+
+
+def _close_opened(opened: Iterable[_OpenedRange]) -> None:
+    for fd, *_ in opened:
+        os.close(fd)
+
+
+def _close_abandoned(work: asyncio.Future[Any]) -> None:
+    """Close what a thread opened for a caller that was cancelled meanwhile."""
+    if work.cancelled() or work.exception() is not None:
+        return
+    result = work.result()
+    _close_opened([result] if isinstance(result, tuple) else result)
 
 
 @contextmanager
@@ -85,6 +159,9 @@ class _TempFile:
         self.path = path
         self._fd: int | None = None
         self.created = False
+        # Directories made for this file, outermost first: their entries in their
+        # parents are fsynced with the file's own directory, at commit.
+        self.new_dirs: builtins.list[Path] = []
         self.hasher = hashlib.sha256()
         self.size = 0
 
@@ -94,10 +171,8 @@ class _TempFile:
         self.created = True
 
     def write(self, batch: builtins.list[bytes]) -> None:
-        """Append ``batch`` with gathered writes (no joined copy)."""
+        """Append ``batch`` (already hashed) with gathered writes (no joined copy)."""
         assert self._fd is not None
-        for piece in batch:
-            self.hasher.update(piece)
         pending = [memoryview(piece) for piece in batch if piece]
         while pending:
             written = os.writev(self._fd, pending)
@@ -131,6 +206,7 @@ class FilesystemBlobStore:
         self._root = root
         self._fsync = fsync
         self._chunk = read_chunk_bytes
+        self._cached = _CachedReads(read_chunk_bytes)
 
     @property
     def root(self) -> Path:
@@ -167,12 +243,18 @@ class FilesystemBlobStore:
     async def _write_all(
         self, lane: ThreadLane, temp: _TempFile, chunks: AsyncIterable[bytes]
     ) -> builtins.list[bytes]:
-        """Write every full batch; return the last, partial one (written by ``_finish``)."""
+        """Write every full batch; return the last, partial one (written by ``_finish``).
+
+        Chunks are hashed here, as they arrive: the worker thread then only makes
+        system calls, and every one it makes has to win the GIL back afterwards.
+        """
         batch: builtins.list[bytes] = []
         pending = 0
+        update = temp.hasher.update
         async for chunk in chunks:
             if not chunk:
                 continue
+            update(chunk)
             batch.append(bytes(chunk))
             pending += len(chunk)
             if pending >= WRITE_BATCH_BYTES:
@@ -182,9 +264,16 @@ class FilesystemBlobStore:
 
     def _append(self, temp: _TempFile, batch: builtins.list[bytes]) -> None:
         if not temp.created:
-            self._make_parents(temp.path.parent)
-            temp.create()
+            self._create(temp)
         temp.write(batch)
+
+    def _create(self, temp: _TempFile) -> None:
+        """Create the temp file; its directories only when the first attempt lacks them."""
+        try:
+            temp.create()
+        except FileNotFoundError:
+            temp.new_dirs = self._make_parents(temp.path.parent)
+            temp.create()
 
     def _finish(
         self, temp: _TempFile, batch: builtins.list[bytes], storage_class: str | None
@@ -192,7 +281,12 @@ class FilesystemBlobStore:
         self._append(temp, batch)
         self._commit(temp, storage_class)
 
-    def _make_parents(self, directory: Path) -> None:
+    def _make_parents(self, directory: Path) -> builtins.list[Path]:
+        """Create the missing directories above a new file; those created, outermost first.
+
+        They are not fsynced here: :meth:`_commit` fsyncs their parents after the
+        file itself, when one journal commit has usually made them durable already.
+        """
         if not self._root.is_dir():
             raise DependencyUnavailable(f"blob root {self._root.name!r} is missing")
         missing: builtins.list[Path] = []
@@ -200,24 +294,31 @@ class FilesystemBlobStore:
         while current != self._root and not current.is_dir():
             missing.append(current)
             current = current.parent
-        for created in reversed(missing):
+        created: builtins.list[Path] = []
+        for path in reversed(missing):
             try:
-                created.mkdir()
+                path.mkdir()
             except FileExistsError:
                 continue
-            if self._fsync:
-                fsync_dir(created.parent)
+            created.append(path)
+        return created
 
     def _commit(self, temp: _TempFile, storage_class: str | None) -> None:
+        """Rename the written file over the object and make every step durable.
+
+        A directory this put created holds no class label, so none is removed.
+        """
         temp.close(fsync=self._fsync)
         stem = temp.target.with_name(temp.target.name.removesuffix(DATA_SUFFIX))
-        if storage_class is None:
-            stem.with_name(stem.name + CLASS_SUFFIX).unlink(missing_ok=True)
-        else:
+        if storage_class is not None:
             self._write_class(stem, storage_class)
+        elif not temp.new_dirs or temp.new_dirs[-1] != temp.target.parent:
+            stem.with_name(stem.name + CLASS_SUFFIX).unlink(missing_ok=True)
         os.replace(temp.path, temp.target)
         if self._fsync:
             fsync_dir(temp.target.parent)
+            for created in reversed(temp.new_dirs):
+                fsync_dir(created.parent)
 
     def _write_class(self, stem: Path, storage_class: str) -> None:
         """Replace the class label file atomically (no fsync of its own dir here)."""
@@ -234,34 +335,70 @@ class FilesystemBlobStore:
             raise
 
     async def open(self, key: str, start: int = 0, end: int | None = None) -> BlobReader:
-        """A reader of ``[start, end)``; the first chunk is read in the same thread hop."""
+        """A reader of ``[start, end)``, opened in one thread hop.
+
+        The kernel starts reading the range ahead at once; chunks are then taken
+        from the page cache on the event loop, or read in a worker thread when
+        not there yet (see :class:`_CachedReads`).
+        """
         stem = self._stem(key)
         check_range_bounds(start, end)
-        with map_os_errors():
-            fd, size, first, last, head = await asyncio.to_thread(
-                self._open_range, key, stem, start, end
-            )
+        opened = await self._off_loop(self._open_range, key, stem, start, end)
+        return self._reader(opened)
+
+    async def open_many(self, keys: Sequence[str]) -> builtins.list[BlobReader]:
+        """Readers of the whole objects ``keys``, all opened in one thread hop.
+
+        As with :meth:`open`, nothing is read in the hop but the kernel's
+        read-ahead starts, so streaming many small objects one after another (a
+        series retrieve) costs one hop per group rather than per object.
+        Raises :class:`BlobNotFound` (nothing left open) if any key is missing.
+        """
+        stems = [(key, self._stem(key)) for key in keys]
+        opened = await self._off_loop(self._open_all, stems)
+        return [self._reader(item) for item in opened]
+
+    async def _off_loop(self, opener: Callable[..., _Opened], *args: Any) -> _Opened:
+        """Run ``opener`` in a worker thread; what it opens is closed if the caller leaves."""
+        work = asyncio.ensure_future(asyncio.to_thread(opener, *args))
+        try:
+            with map_os_errors():
+                return await asyncio.shield(work)
+        except asyncio.CancelledError:
+            work.add_done_callback(_close_abandoned)
+            raise
+
+    def _reader(self, opened: _OpenedRange) -> BlobReader:
+        fd, size, first, last = opened
         lane = ThreadLane()
 
         async def close() -> None:
             await lane.settle()
             os.close(fd)
 
-        chunks = self._read_chunks(lane, fd, first, last, head)
+        chunks = self._read_chunks(lane, fd, first, last)
         return BlobReader(size=size, start=first, end=last, chunks=chunks, on_close=close)
 
-    def _open_range(
-        self, key: str, stem: Path, start: int, end: int | None
-    ) -> tuple[int, int, int, int, bytes]:
-        """Open the object, resolve the range and read its first chunk."""
+    def _open_all(self, stems: builtins.list[tuple[str, Path]]) -> builtins.list[_OpenedRange]:
+        opened: builtins.list[_OpenedRange] = []
+        try:
+            for key, stem in stems:
+                opened.append(self._open_range(key, stem, 0, None))
+        except BaseException:
+            _close_opened(opened)
+            raise
+        return opened
+
+    def _open_range(self, key: str, stem: Path, start: int, end: int | None) -> _OpenedRange:
+        """Open the object, resolve the range and start reading it ahead."""
         fd, size = self._open_data(key, stem)
         try:
             first, last = resolve_range(size, start, end)
-            head = os.pread(fd, min(self._chunk, last - first), first) if last > first else b""
         except BaseException:
             os.close(fd)
             raise
-        return fd, size, first, last, head
+        _read_ahead(fd, first, last)
+        return fd, size, first, last
 
     @staticmethod
     def _open_data(key: str, stem: Path) -> tuple[int, int]:
@@ -276,18 +413,22 @@ class FilesystemBlobStore:
             raise
 
     async def _read_chunks(
-        self, lane: ThreadLane, fd: int, start: int, end: int, head: bytes
+        self, lane: ThreadLane, fd: int, start: int, end: int
     ) -> AsyncIterator[bytes]:
+        """``[start, end)`` chunk by chunk: from the page cache on the event loop
+        when it is there, the missing part in a worker thread."""
         position = start
-        data = head
         while position < end:
-            if not data:
-                raise DependencyUnavailable("blob file ended before its recorded size")
+            wanted = min(self._chunk, end - position)
+            data = self._cached.read(fd, wanted, position)
+            if len(data) < wanted:
+                with map_os_errors():
+                    rest = await lane.run(os.pread, fd, wanted - len(data), position + len(data))
+                if not rest:
+                    raise DependencyUnavailable("blob file ended before its recorded size")
+                data = data + rest if data else rest
             position += len(data)
             yield data
-            if position < end:
-                with map_os_errors():
-                    data = await lane.run(os.pread, fd, min(self._chunk, end - position), position)
 
     async def read(self, key: str, start: int = 0, end: int | None = None) -> bytes:
         reader = await self.open(key, start, end)

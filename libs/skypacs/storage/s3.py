@@ -13,7 +13,7 @@ import asyncio
 import builtins
 import hashlib
 import re
-from collections.abc import AsyncIterable, AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import AsyncExitStack, contextmanager, suppress
 from typing import TYPE_CHECKING, Any, cast
 
@@ -58,6 +58,8 @@ COPY_PART_BYTES = 1024**3
 HASH_INLINE_BYTES = 256 * 1024
 CONNECT_TIMEOUT_S = 10.0
 READ_TIMEOUT_S = 60.0
+#: GETs one :meth:`S3BlobStore.open_many` keeps in flight.
+OPEN_CONCURRENCY = 8
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+)")
 _MISSING_CODES = frozenset({"NoSuchKey", "NotFound", "404"})
 _FULL_CODES = frozenset(
@@ -377,6 +379,27 @@ class S3BlobStore:
         chunks = self._body_chunks(key, body, skip, last - first)
         return BlobReader(size=size, start=first, end=last, chunks=chunks, on_close=close)
 
+    async def open_many(self, keys: Sequence[str]) -> builtins.list[BlobReader]:
+        """Readers of the whole objects ``keys``; their GETs run concurrently (at most
+        :data:`OPEN_CONCURRENCY` at once), so a group costs about one round trip.
+        If any fails, the others are closed and its error is raised."""
+        limit = asyncio.Semaphore(OPEN_CONCURRENCY)
+
+        async def one(key: str) -> BlobReader:
+            async with limit:
+                return await self.open(key)
+
+        opening = [asyncio.ensure_future(one(key)) for key in keys]
+        try:
+            await asyncio.gather(*opening)
+        except BaseException:
+            await asyncio.wait(opening)
+            for task in opening:
+                if not task.cancelled() and task.exception() is None:
+                    await task.result().aclose()
+            raise
+        return [task.result() for task in opening]
+
     async def _empty_range(self, key: str, start: int, end: int | None) -> BlobReader:
         """An empty range at ``start``, valid only when ``start`` is within the object."""
         info = await self.head(key)
@@ -403,23 +426,29 @@ class S3BlobStore:
     async def _body_chunks(
         self, key: str, body: StreamingBody, skip: int, remaining: int
     ) -> AsyncIterator[bytes]:
-        """Re-chunk the response body into ``read_chunk_bytes`` pieces."""
+        """Re-chunk the response body into ``read_chunk_bytes`` pieces.
+
+        A piece that arrives whole is passed on as is; smaller ones are joined
+        (one copy).
+        """
         with self._errors(key):
             while skip > 0:
                 skipped = await body.read(min(skip, self._chunk))
                 if not skipped:
                     raise DependencyUnavailable("S3 response ended before the range")
                 skip -= len(skipped)
-            pending = bytearray()
+            pending: builtins.list[bytes] = []
+            held = 0
             while remaining > 0:
-                data = await body.read(min(self._chunk - len(pending), remaining))
+                data = await body.read(min(self._chunk - held, remaining))
                 if not data:
                     raise DependencyUnavailable("S3 response ended before the range end")
-                pending += data
+                pending.append(data)
+                held += len(data)
                 remaining -= len(data)
-                if len(pending) >= self._chunk or remaining == 0:
-                    yield bytes(pending)
-                    pending.clear()
+                if held >= self._chunk or remaining == 0:
+                    yield pending[0] if len(pending) == 1 else b"".join(pending)
+                    pending, held = [], 0
 
     async def read(self, key: str, start: int = 0, end: int | None = None) -> bytes:
         reader = await self.open(key, start, end)
