@@ -409,7 +409,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--small", type=int, default=10_000, help="instances of the small index")
     parser.add_argument("--large", type=int, default=1_000_000, help="instances of the large one")
-    parser.add_argument("--repeats", type=int, default=40, help="timed requests per query and size")
+    parser.add_argument(
+        "--repeats", type=int, default=100, help="timed requests per query and size"
+    )
     parser.add_argument(
         "--data-dir", type=Path, default=None, help="keep (and reuse) the indexes here"
     )

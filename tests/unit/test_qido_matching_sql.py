@@ -7,7 +7,7 @@ import re
 import pytest
 
 from skypacs.dicomweb.qido_params import Level, NameMatch, RangeMatch, ValueMatch, parse_query
-from skypacs.index.search import build_statement
+from skypacs.index.search import build_statement, plan_fits_any_value
 from skypacs.index.search_match import (
     Binds,
     fuzzy_regexes,
@@ -107,3 +107,24 @@ def test_extra_tags_use_their_own_index() -> None:
     sql, values = build_statement(query, limit=10, extra_tags=frozenset({"00181030"}))
     assert "FROM extra_query_values x WHERE x.series_pk = se.id" in sql
     assert "CHEST%" in values
+
+
+@pytest.mark.parametrize(
+    ("level", "params", "scope", "cached"),
+    [
+        (Level.STUDY, {"PatientID": "PID-1"}, {}, True),
+        (Level.STUDY, {"00080050": "A1", "StudyDate": "20200101-"}, {}, True),
+        (Level.STUDY, {"StudyInstanceUID": "1.2.3,1.2.4"}, {}, True),
+        (Level.SERIES, {"Modality": "CT"}, {"study_uid": "1.2.3"}, True),
+        (Level.STUDY, {}, {}, False),
+        (Level.STUDY, {"PatientID": "PID*"}, {}, False),
+        (Level.STUDY, {"PatientName": "Ngu*"}, {}, False),
+        (Level.STUDY, {"StudyDate": "20200101-20241231", "ModalitiesInStudy": "CT"}, {}, False),
+        (Level.SERIES, {"Modality": "CT"}, {}, False),
+    ],
+)
+def test_only_identifying_or_scoped_searches_reuse_a_cached_plan(
+    level: Level, params: dict[str, str], scope: dict[str, str], cached: bool
+) -> None:
+    query = parse_query(list(params.items()), level, **scope)
+    assert plan_fits_any_value(query) is cached

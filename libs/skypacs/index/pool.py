@@ -39,6 +39,18 @@ async def init_connection(conn: asyncpg.Connection[asyncpg.Record]) -> None:
         )
 
 
+async def _keep_session(_conn: asyncpg.Connection[asyncpg.Record]) -> None:
+    """Release a connection to the pool without asyncpg's reset query.
+
+    asyncpg itself still rolls back a transaction left open. The default reset
+    (``CLOSE ALL; UNLISTEN *; RESET ALL; pg_advisory_unlock_all()``) costs a
+    round trip on every release, and SkyPACS leaves none of that behind:
+    settings are ``SET LOCAL`` or ``set_config(..., true)``, advisory locks are
+    transaction-scoped (the migrator unlocks its session lock itself), and
+    there are no cursors outside transactions and no ``LISTEN``.
+    """
+
+
 async def create_pool(dsn: str, settings: IndexSettings) -> asyncpg.Pool:
     """Open a pool; an unreachable server raises :class:`DependencyUnavailable`."""
     try:
@@ -49,6 +61,7 @@ async def create_pool(dsn: str, settings: IndexSettings) -> asyncpg.Pool:
             command_timeout=settings.command_timeout_s,
             timeout=settings.connect_timeout_s,
             init=init_connection,
+            reset=_keep_session,
         )
     except UNAVAILABLE_ERRORS as exc:
         raise DependencyUnavailable(f"index database unreachable: {type(exc).__name__}") from exc
