@@ -5,8 +5,9 @@ which every worker accepts connections; the embedded Postgres, started before
 the workers and stopped after them, and (for ``serve``) the schema migration;
 and the directory where the workers' Prometheus metrics meet. Workers are
 spawned, not forked, so each starts with its own event loop, pools and threads.
-A worker that dies after it started is replaced; one that dies before it ever
-started stops the server, because a replacement would fail the same way.
+A worker that dies is replaced, unless it exited with an error status before
+it ever started (a bad setting, an index it cannot open): then the whole server
+stops, because a replacement would fail the same way.
 """
 
 from __future__ import annotations
@@ -155,18 +156,16 @@ class Supervisor:
                 continue
             worker.process.join()
             _forget_metrics(worker.process.pid)
-            if not worker.started.is_set():
-                log.error(
-                    "worker process exited (status %s) before it started; stopping",
-                    worker.process.exitcode,
-                )
+            status = worker.process.exitcode
+            if not worker.started.is_set() and status is not None and status > 0:
+                log.error("worker process exited (status %s) before it started; stopping", status)
                 self._status = EXIT_FAILURE
                 self._stop.set()
                 return
             log.warning(
                 "worker process %s exited (status %s); starting a replacement",
                 worker.process.pid,
-                worker.process.exitcode,
+                status,
             )
             workers[position] = self._spawn()
 

@@ -96,6 +96,7 @@ def test_two_workers_share_the_port_index_and_metrics(tmp_path: Path, servers: l
 
 def test_a_killed_worker_is_replaced(tmp_path: Path, servers: list[Serve]) -> None:
     server = start(tmp_path, servers, "--workers", "2")
+    wait_for_output(server, "(2 workers, data in ")
     before = worker_pids(server)
     victim = min(before)
     psutil.Process(victim).kill()
