@@ -8,6 +8,7 @@ from collections import Counter
 
 from .figures import Figure, Metric
 from .load import LoadContext, Phase, status_note, timed_get
+from .raw_http import stream_get
 from .stats import median, megabytes, rate
 
 #: Frames as stored, no transcoding (PS3.18 §8.7.3.5.2); what OHIF asks for.
@@ -61,7 +62,7 @@ async def run_retrieve(ctx: LoadContext) -> list[Figure]:
     expected = ctx.series.size
     rates: list[float] = []
     for _ in range(ctx.options.runs):
-        reply = await timed_get(ctx.client, ctx.series_url(), SERIES_ACCEPT, keep_body=False)
+        reply = await stream_get(ctx.series_url(), SERIES_ACCEPT)
         if reply.status != 200:
             return RETRIEVE.unavailable(status_note(reply.status))
         if reply.size < expected:

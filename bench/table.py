@@ -14,7 +14,8 @@ NOT_RUN = "not run"
 HEADER_NOTE = (
     "ratio = SkyPACS-fs against Orthanc, oriented so that > 1 means SkyPACS is better "
     "(throughput: fs/Orthanc; latency and memory: Orthanc/fs)\n"
-    "peak memory = server process RSS + embedded Postgres PSS (summed); "
+    "peak memory = main server process RSS + PSS of its worker processes and of the "
+    "embedded Postgres (summed); "
     "(!) = answered, but see the note below the table"
 )
 

@@ -1,0 +1,52 @@
+"""The benchmark's lean GET counts exactly the body, whatever framing the server uses."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+from bench.raw_http import stream_get
+
+pytestmark = pytest.mark.unit
+
+BODY = bytes(range(256)) * 9000  # 2.3 MB, more than two reads
+
+
+def content_length() -> bytes:
+    head = f"HTTP/1.1 200 OK\r\nContent-Length: {len(BODY)}\r\n\r\n".encode()
+    return head + BODY
+
+
+def chunked() -> bytes:
+    pieces = [BODY[:1000], BODY[1000:1_500_000], BODY[1_500_000:]]
+    out = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    for piece in pieces:
+        out += f"{len(piece):x};ext=1\r\n".encode() + piece + b"\r\n"
+    return out + b"0\r\n\r\n"
+
+
+def until_close() -> bytes:
+    return b"HTTP/1.1 406 Not Acceptable\r\nContent-Type: text/plain\r\n\r\n" + BODY
+
+
+async def serve(answer: bytes) -> AsyncIterator[str]:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(answer)
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        yield f"http://127.0.0.1:{port}/dicom-web/studies/1?x=1"
+
+
+@pytest.mark.parametrize(
+    ("make", "status"), [(content_length, 200), (chunked, 200), (until_close, 406)]
+)
+async def test_the_body_is_counted_exactly(make: Callable[[], bytes], status: int) -> None:
+    async for url in serve(make()):
+        reply = await stream_get(url, "application/dicom")
+        assert (reply.status, reply.size) == (status, len(BODY))
