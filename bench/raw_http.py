@@ -17,23 +17,55 @@ from .load import Reply
 READ_BYTES = 1024 * 1024
 
 
-async def stream_get(url: str, accept: str) -> Reply:
-    """GET ``url`` on a fresh connection; the time covers the last byte received."""
-    parts = urlsplit(url)
-    start = time.perf_counter()
-    reader, writer = await asyncio.open_connection(parts.hostname, parts.port, limit=READ_BYTES)
-    try:
+class LeanConnection:
+    """One keep-alive HTTP/1.1 connection to a server, reopened when it closes."""
+
+    def __init__(self) -> None:
+        self._streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+        self._address: tuple[str, int] | None = None
+
+    async def get(self, url: str, accept: str) -> Reply:
+        """GET ``url``; the time covers the last byte received (not the connect)."""
+        parts = urlsplit(url)
+        address = (parts.hostname or "", parts.port or 80)
+        if self._streams is None or self._address != address:
+            await self.aclose()
+            self._streams = await asyncio.open_connection(*address, limit=READ_BYTES)
+            self._address = address
+        reader, writer = self._streams
         target = parts.path + (f"?{parts.query}" if parts.query else "")
-        request = (
-            f"GET {target} HTTP/1.1\r\nHost: {parts.netloc}\r\nAccept: {accept}\r\n"
-            "Connection: close\r\n\r\n"
-        )
-        writer.write(request.encode("latin-1"))
-        status, headers = _parse_head(await reader.readuntil(b"\r\n\r\n"))
-        size = await _read_body(reader, headers)
+        request = f"GET {target} HTTP/1.1\r\nHost: {parts.netloc}\r\nAccept: {accept}\r\n\r\n"
+        start = time.perf_counter()
+        try:
+            writer.write(request.encode("latin-1"))
+            status, headers = _parse_head(await reader.readuntil(b"\r\n\r\n"))
+            size = await _read_body(reader, headers)
+        except BaseException:
+            await self.aclose()
+            raise
+        seconds = time.perf_counter() - start
+        if not _reusable(headers):
+            await self.aclose()
+        return Reply(status, seconds, size, b"")
+
+    async def aclose(self) -> None:
+        streams, self._streams = self._streams, None
+        if streams is not None:
+            streams[1].close()
+
+
+def _reusable(headers: dict[str, str]) -> bool:
+    framed = "content-length" in headers or "chunked" in headers.get("transfer-encoding", "")
+    return framed and headers.get("connection", "").lower() != "close"
+
+
+async def stream_get(url: str, accept: str) -> Reply:
+    """GET ``url`` on a connection of its own."""
+    connection = LeanConnection()
+    try:
+        return await connection.get(url, accept)
     finally:
-        writer.close()
-    return Reply(status, time.perf_counter() - start, size, b"")
+        await connection.aclose()
 
 
 def _parse_head(head: bytes) -> tuple[int, dict[str, str]]:

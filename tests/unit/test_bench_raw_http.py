@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 
 import pytest
-from bench.raw_http import stream_get
+from bench.raw_http import LeanConnection, stream_get
 
 pytestmark = pytest.mark.unit
 
@@ -50,3 +50,26 @@ async def test_the_body_is_counted_exactly(make: Callable[[], bytes], status: in
     async for url in serve(make()):
         reply = await stream_get(url, "application/dicom")
         assert (reply.status, reply.size) == (status, len(BODY))
+
+
+async def test_a_lean_connection_is_kept_alive_between_framed_answers() -> None:
+    connections = 0
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        while await reader.readuntil(b"\r\n\r\n"):
+            writer.write(content_length())
+            await writer.drain()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        connection = LeanConnection()
+        try:
+            for _ in range(3):
+                reply = await connection.get(f"http://127.0.0.1:{port}/x", "*/*")
+                assert (reply.status, reply.size) == (200, len(BODY))
+        finally:
+            await connection.aclose()
+    assert connections == 1
