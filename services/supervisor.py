@@ -192,9 +192,17 @@ def _forget_metrics(pid: int | None) -> None:
 
 
 def listen(host: str, port: int) -> socket.socket:
-    """The listening socket all workers share (IPv6 when ``host`` is an IPv6 address)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    return socket.create_server((host, port), family=family, backlog=_LISTEN_BACKLOG)
+    """The listening socket all workers share.
+
+    An IPv6 ``host`` binds IPv6; ``::`` also accepts IPv4 where the system can,
+    as a single-process server bound to ``::`` does.
+    """
+    if ":" not in host:
+        return socket.create_server((host, port), backlog=_LISTEN_BACKLOG)
+    dualstack = host == "::" and socket.has_dualstack_ipv6()
+    return socket.create_server(
+        (host, port), family=socket.AF_INET6, backlog=_LISTEN_BACKLOG, dualstack_ipv6=dualstack
+    )
 
 
 @contextmanager
