@@ -10,7 +10,6 @@ Other QIDO test modules import :func:`open_archive` and :data:`STUDIES` from her
 from __future__ import annotations
 
 import copy
-import uuid
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -18,7 +17,6 @@ from io import BytesIO
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 import pydicom
 import pytest
@@ -31,7 +29,7 @@ from pydicom.uid import UID, generate_uid
 from skypacs.config import IndexSettings, Settings
 from skypacs.runtime import Runtime, open_runtime
 from skypacs.services.serve import create_app
-from tests.fixtures.postgres import with_database
+from tests.integration.qido_helpers import scratch_database
 
 pytestmark = pytest.mark.integration
 
@@ -234,25 +232,6 @@ def settings_for(dsn: str, data_dir: Path, **qido: Any) -> Settings:
         storage={"backend": "filesystem", "filesystem": {"fsync": False}},
         qido=qido,
     )
-
-
-@asynccontextmanager
-async def scratch_database(server_dsn: str, template: str) -> AsyncIterator[str]:
-    """A database cloned from the migrated template, dropped afterwards."""
-    name = f"qido_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(server_dsn)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
-    finally:
-        await admin.close()
-    try:
-        yield with_database(server_dsn, name)
-    finally:
-        admin = await asyncpg.connect(server_dsn)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
 
 
 @asynccontextmanager

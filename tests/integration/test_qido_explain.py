@@ -25,13 +25,12 @@ from typing import Any
 
 import asyncpg
 import pytest
-from bench.qido_scale import COMMON_QUERIES, UID_ROOT, bulk_load, patient_name
+from bench.qido_scale import COMMON_QUERIES, UID_ROOT, patient_name
 
 from skypacs.dicomweb.qido_params import Level, parse_query
 from skypacs.dicomweb.qido_results import instance_tags
-from skypacs.index.pool import init_connection
 from skypacs.index.search import build_statement, search
-from tests.integration.test_qido_corpus import scratch_database
+from tests.integration.qido_helpers import synthetic_index
 
 pytestmark = pytest.mark.integration
 
@@ -64,14 +63,8 @@ RARE_NAME_QUERIES: dict[str, tuple[dict[str, str], set[str]]] = {
 
 @pytest.fixture(scope="module")
 async def big_index(pg_server_dsn: str, pg_template: str) -> AsyncIterator[asyncpg.Connection[Any]]:
-    async with scratch_database(pg_server_dsn, pg_template) as dsn:
-        conn = await asyncpg.connect(dsn)
-        await init_connection(conn)
-        try:
-            await bulk_load(conn, INSTANCES)
-            yield conn
-        finally:
-            await conn.close()
+    async with synthetic_index(pg_server_dsn, pg_template, INSTANCES) as conn:
+        yield conn
 
 
 def _nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:

@@ -14,12 +14,11 @@ from typing import Any
 
 import asyncpg
 import pytest
-from bench.qido_scale import COMMON_QUERIES, bulk_load
+from bench.qido_scale import COMMON_QUERIES
 
 from skypacs.dicomweb.qido_params import Level, parse_query
-from skypacs.index.pool import init_connection
 from skypacs.index.search import search
-from tests.integration.test_qido_corpus import scratch_database
+from tests.integration.qido_helpers import synthetic_index
 
 pytestmark = pytest.mark.integration
 
@@ -56,14 +55,8 @@ EXPECTED: dict[str, Callable[[Row], bool]] = {
 
 @pytest.fixture(scope="module")
 async def synthetic(pg_server_dsn: str, pg_template: str) -> AsyncIterator[asyncpg.Connection[Any]]:
-    async with scratch_database(pg_server_dsn, pg_template) as dsn:
-        conn = await asyncpg.connect(dsn)
-        await init_connection(conn)
-        try:
-            await bulk_load(conn, INSTANCES)
-            yield conn
-        finally:
-            await conn.close()
+    async with synthetic_index(pg_server_dsn, pg_template, INSTANCES) as conn:
+        yield conn
 
 
 async def _expected(conn: asyncpg.Connection[Any], keep: Callable[[Row], bool]) -> list[str]:
