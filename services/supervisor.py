@@ -2,9 +2,9 @@
 
 The supervisor holds what exists once per server: the listening socket, on
 which every worker accepts connections; the embedded Postgres, started before
-the workers and stopped after them, and (for ``serve``) the schema migration;
-and the directory where the workers' Prometheus metrics meet. Workers are
-spawned, not forked, so each starts with its own event loop, pools and threads.
+the workers and stopped after them; and the directory where the workers'
+Prometheus metrics meet. Workers are spawned, not forked, so each starts with
+its own event loop, pools and threads.
 A worker that dies is replaced, unless it exited with an error status before
 it ever started (a bad setting, an index it cannot open): then the whole server
 stops, because a replacement would fail the same way.
@@ -35,7 +35,6 @@ from prometheus_client import multiprocess
 from pydantic import SecretStr
 
 from skypacs.config import Settings
-from skypacs.index import run_migrations
 from skypacs.index.embedded import EmbeddedPostgres
 from skypacs.observability import MULTIPROCESS_DIR_ENV, configure_logging
 
@@ -218,26 +217,23 @@ def metrics_directory() -> Iterator[Path]:
 
 
 @contextmanager
-def shared_index(settings: Settings, *, migrate: bool) -> Iterator[Settings]:
+def shared_index(settings: Settings) -> Iterator[Settings]:
     """Settings for the workers, whose index is the same server.
 
     Without ``SKYPACS_INDEX__DSN`` the embedded Postgres is started here (and
-    stopped after the workers) and its DSN handed to them; with ``migrate``
-    the schema is brought up to date once, before any worker starts.
+    stopped after the workers) and its DSN handed to them. Each worker then
+    opens its runtime as one process would (``serve`` migrates under the
+    migrator's lock: the first worker applies what is pending, the others
+    find nothing to do).
     """
     if settings.index.dsn is not None:
-        if migrate:
-            asyncio.run(run_migrations(settings))
         yield settings
         return
     embedded = EmbeddedPostgres(settings.data_dir / "postgres")
     dsn = asyncio.run(embedded.start())
     try:
         index = settings.index.model_copy(update={"dsn": SecretStr(dsn)})
-        shared = settings.model_copy(update={"index": index})
-        if migrate:
-            asyncio.run(run_migrations(shared))
-        yield shared
+        yield settings.model_copy(update={"index": index})
     finally:
         asyncio.run(embedded.stop())
 
@@ -247,7 +243,7 @@ def run_workers(command: str, host: str, port: int, settings: Settings) -> int:
     with (
         listen(host, port) as sock,
         metrics_directory(),
-        shared_index(settings, migrate=command == "serve") as shared,
+        shared_index(settings) as shared,
     ):
         spec = WorkerSpec(command=command, settings=shared, host=host, port=port)
         return Supervisor(spec, sock, settings.http.workers).run()
