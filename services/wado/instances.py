@@ -32,7 +32,7 @@ from skypacs.index.retrieve import InstanceBlob, StoredInstance, Target, find_bl
 from skypacs.runtime import Runtime
 
 from .negotiation import choose, instance_offers
-from .read_ahead import READ_AHEAD_BYTES, Group, bodies_ahead, open_group, plan_groups
+from .read_ahead import GROUP_BYTES, Group, bodies_ahead, plan_groups
 from .state import WadoState, wado_state
 
 DICOM = "application/dicom"
@@ -62,7 +62,7 @@ class InstanceBodies:
         """Bodies of ``rows``: all streamed ones opened at once, or one converted row."""
         if len(rows) == 1:
             return [await self.body(rows[0])]
-        return await open_group(self._runtime.blobs, [row.blob_key for row in rows])
+        return await self._runtime.blobs.open_many([row.blob_key for row in rows])
 
     def streams(self, row: Row) -> bool:
         """True when ``row`` is sent as stored: its body is a reader, not converted bytes."""
@@ -73,7 +73,7 @@ class InstanceBodies:
 
     def plan(self, rows: Sequence[Row]) -> list[Group]:
         sizes = [row.size_bytes for row in rows]
-        return plan_groups(sizes, [self.streams(row) for row in rows], READ_AHEAD_BYTES)
+        return plan_groups(sizes, [self.streams(row) for row in rows], GROUP_BYTES)
 
 
 async def _parts(

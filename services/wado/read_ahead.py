@@ -17,19 +17,14 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from skypacs.storage import BlobReader, BlobStore
+from skypacs.storage import BlobReader
 
 #: Object bytes one group may ask the storage to read ahead.
-READ_AHEAD_BYTES = 32 * 1024 * 1024
+GROUP_BYTES = 32 * 1024 * 1024
 #: Descriptors or connections held by one group.
 MAX_GROUP = 32
 
 T = TypeVar("T")
-
-
-async def open_group(blobs: BlobStore, keys: Sequence[str]) -> list[BlobReader]:
-    """Readers of the whole objects ``keys`` (all open, or none if one fails)."""
-    return await blobs.open_many(keys)
 
 
 async def close_all(readers: Sequence[BlobReader]) -> None:

@@ -78,9 +78,9 @@ class _CachedReads:
     """Reads that take only what the page cache already holds, so never block.
 
     ``preadv`` with ``RWF_NOWAIT`` (Linux) copies the cached part of a range
-    and returns at once; a per-thread scratch buffer receives it, so each chunk
-    costs one kernel copy and one allocation of its ``bytes``. Where the flag
-    is missing or refused, every read reports nothing cached.
+    into a reused per-thread buffer and returns at once; the chunk handed out
+    is a ``bytes`` copy of it. Where the flag is missing or refused, every read
+    reports nothing cached.
     """
 
     def __init__(self, chunk_bytes: int) -> None:
