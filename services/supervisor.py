@@ -1,7 +1,8 @@
 """Several server processes on one listening socket (``SKYPACS_HTTP__WORKERS``).
 
-The supervisor holds what exists once per server: the listening socket, on
-which every worker accepts connections; the embedded Postgres, started before
+The supervisor holds what exists once per server: the listening socket, whose
+connections it accepts and hands to the workers in turn
+(:mod:`services.connection_handoff`); the embedded Postgres, started before
 the workers and stopped after them; and the directory where the workers'
 Prometheus metrics meet. Workers are spawned, not forked, so each starts with
 its own event loop, pools and threads.
@@ -13,6 +14,7 @@ stops, because a replacement would fail the same way.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import multiprocessing
 import os
@@ -21,14 +23,14 @@ import signal
 import socket
 import tempfile
 import threading
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
 from multiprocessing.synchronize import Event
 from pathlib import Path
 from types import FrameType
+from typing import cast
 
 import uvicorn
 from prometheus_client import multiprocess
@@ -39,6 +41,7 @@ from skypacs.index.embedded import EmbeddedPostgres
 from skypacs.observability import MULTIPROCESS_DIR_ENV, configure_logging
 
 from .apps import APPS
+from .connection_handoff import ConnectionIntake, Dispatcher, Route, channel_pair
 from .http_server import (
     EXIT_FAILURE,
     EXIT_OK,
@@ -55,7 +58,6 @@ _POLL_S = 0.5
 #: Beyond the graceful shutdown of a worker, how long before it is killed.
 _KILL_MARGIN_S = 10.0
 _LISTEN_BACKLOG = 2048
-_ORPHAN_CHECK_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -69,38 +71,49 @@ class WorkerSpec:
 
 
 class _WorkerServer(uvicorn.Server):
-    """A uvicorn server that reports to the supervisor once it accepts requests."""
+    """A uvicorn server fed by the supervisor's hand-off channel, not a listening socket."""
 
-    def __init__(self, config: uvicorn.Config, started: Event) -> None:
+    def __init__(self, config: uvicorn.Config, started: Event, channel: socket.socket) -> None:
         super().__init__(config)
         self._started_event = started
+        self._channel = channel
+        self._intake: ConnectionIntake | None = None
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets)
-        if self.started:
-            self._started_event.set()
+        await super().startup(sockets=[])
+        if not self.started:
+            return
+        config = self.config
+        # uvicorn's protocol classes take these keywords; the attribute is typed loosely.
+        protocol_class = cast("Callable[..., asyncio.Protocol]", config.http_protocol_class)
+        protocol_factory = functools.partial(
+            protocol_class,
+            config=config,
+            server_state=self.server_state,
+            app_state=self.lifespan.state,
+        )
+        self._intake = ConnectionIntake(self._channel, protocol_factory, self._supervisor_gone)
+        self._intake.start()
+        self._started_event.set()
+
+    def _supervisor_gone(self) -> None:
+        """Stop as on SIGTERM once the supervisor is gone (killed, say, by the OOM killer)."""
+        self.should_exit = True
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        if self._intake is not None:
+            self._intake.stop()
+        await super().shutdown(sockets)
 
 
-def _stop_when_orphaned(supervisor_pid: int) -> None:
-    """SIGTERM this worker once its supervisor is gone (killed, say, by the OOM killer)."""
-    while os.getppid() == supervisor_pid:
-        time.sleep(_ORPHAN_CHECK_S)
-    log.warning("supervisor process is gone; worker stopping")
-    os.kill(os.getpid(), signal.SIGTERM)
-
-
-def worker_main(spec: WorkerSpec, sock: socket.socket, started: Event) -> None:
-    """Entry point of one worker process: serve on ``sock`` until SIGTERM."""
+def worker_main(spec: WorkerSpec, channel: socket.socket, started: Event) -> None:
+    """Entry point of one worker process: serve what ``channel`` brings until SIGTERM."""
     ignore_stop_signals()
-    watch = threading.Thread(
-        target=_stop_when_orphaned, args=(os.getppid(),), name="orphan-watch", daemon=True
-    )
-    watch.start()
     configure_logging(spec.settings.log)
     factory, _help = APPS[spec.command]
     config = uvicorn_config(factory(spec.settings), spec.host, spec.port, spec.settings)
-    server = _WorkerServer(config, started)
-    server.run(sockets=[sock])
+    server = _WorkerServer(config, started, channel)
+    server.run()
     if not server.started:
         raise SystemExit(EXIT_FAILURE)
 
@@ -108,7 +121,12 @@ def worker_main(spec: WorkerSpec, sock: socket.socket, started: Event) -> None:
 @dataclass
 class _Worker:
     process: BaseProcess
-    started: Event
+    route: Route
+
+    def close(self) -> None:
+        """Forget a worker that has exited: its channel and its live gauges."""
+        self.route.channel.close()
+        _forget_metrics(self.process.pid)
 
 
 class Supervisor:
@@ -123,11 +141,13 @@ class Supervisor:
 
     def _spawn(self) -> _Worker:
         started = _SPAWN.Event()
-        process = _SPAWN.Process(
-            target=worker_main, args=(self.spec, self.sock, started), name="skypacs-worker"
-        )
-        process.start()
-        return _Worker(process, started)
+        supervisor_end, worker_end = channel_pair()
+        with worker_end:
+            process = _SPAWN.Process(
+                target=worker_main, args=(self.spec, worker_end, started), name="skypacs-worker"
+            )
+            process.start()
+        return _Worker(process, Route(supervisor_end, started))
 
     def _on_signal(self, _signum: int, _frame: FrameType | None) -> None:
         self._stop.set()
@@ -137,15 +157,18 @@ class Supervisor:
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, self._on_signal)
         workers = [self._spawn() for _ in range(self.count)]
+        dispatcher = Dispatcher(self.sock, lambda: [worker.route for worker in workers])
+        dispatcher.start()
         announced = False
         try:
             while not self._stop.wait(_POLL_S):
                 self._replace_exited(workers)
-                if not announced and all(worker.started.is_set() for worker in workers):
+                if not announced and all(worker.route.started.is_set() for worker in workers):
                     port = int(self.sock.getsockname()[1])
                     say(listening_banner(self.spec.settings, self.spec.host, port, self.count))
                     announced = True
         finally:
+            dispatcher.stop()
             self._stop_all(workers)
         return self._status
 
@@ -154,9 +177,9 @@ class Supervisor:
             if worker.process.is_alive():
                 continue
             worker.process.join()
-            _forget_metrics(worker.process.pid)
+            worker.close()
             status = worker.process.exitcode
-            if not worker.started.is_set() and status is not None and status > 0:
+            if not worker.route.started.is_set() and status is not None and status > 0:
                 log.error("worker process exited (status %s) before it started; stopping", status)
                 self._status = EXIT_FAILURE
                 self._stop.set()
@@ -180,7 +203,7 @@ class Supervisor:
                 log.warning("worker process %s did not stop in time; killed", worker.process.pid)
                 worker.process.kill()
                 worker.process.join()
-            _forget_metrics(worker.process.pid)
+            worker.close()
 
 
 def _forget_metrics(pid: int | None) -> None:

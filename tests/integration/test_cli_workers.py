@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import re
 import signal
 import time
@@ -92,6 +93,36 @@ def test_two_workers_share_the_port_index_and_metrics(tmp_path: Path, servers: l
     assert server.stop(signal.SIGINT) == 0
     assert psutil.wait_procs(workers, timeout=STOP_DEADLINE_S)[1] == []
     assert postgres_processes(tmp_path / "var") == []
+
+
+def connections_held(pid: int, port: int) -> int:
+    """Established client connections to ``port`` that process ``pid`` serves."""
+    held = psutil.Process(pid).net_connections(kind="tcp")
+    return sum(1 for c in held if c.status == psutil.CONN_ESTABLISHED and c.laddr.port == port)
+
+
+def test_keep_alive_connections_are_spread_over_the_workers(
+    tmp_path: Path, servers: list[Serve]
+) -> None:
+    server = start(tmp_path, servers, "--workers", "2")
+    wait_for_output(server, "(2 workers, data in ")
+    # All six are in the backlog before any worker wakes: on a shared socket the
+    # first worker to wake would accept them all.
+    clients = [http.client.HTTPConnection("127.0.0.1", server.port, timeout=30) for _ in range(6)]
+    try:
+        for client in clients:
+            client.connect()
+        for client in clients:
+            client.request("GET", "/readyz")
+            response = client.getresponse()
+            response.read()
+            assert response.status == 200
+        held = sorted(connections_held(pid, server.port) for pid in worker_pids(server))
+        assert held == [3, 3]
+    finally:
+        for client in clients:
+            client.close()
+    assert server.stop(signal.SIGTERM) == 0
 
 
 def test_a_killed_worker_is_replaced(tmp_path: Path, servers: list[Serve]) -> None:
