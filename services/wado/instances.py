@@ -30,13 +30,14 @@ from skypacs.errors import NotFound
 from skypacs.http import get_runtime
 from skypacs.index.retrieve import InstanceBlob, StoredInstance, Target, find_blobs
 from skypacs.runtime import Runtime
+from skypacs.storage import Chunk
 
 from .negotiation import choose, instance_offers
 from .read_ahead import GROUP_BYTES, Group, bodies_ahead, plan_groups
 from .state import WadoState, wado_state
 
 DICOM = "application/dicom"
-Body = AsyncIterable[bytes] | bytes
+Body = AsyncIterable[Chunk] | bytes
 #: An instance to send: a retrieve's light row, or a full row (WADO-URI).
 Row = InstanceBlob | StoredInstance
 
@@ -132,7 +133,7 @@ def _length_header(
     return {"Content-Length": str(multipart_length(parts, boundary))}
 
 
-async def _as_stream(body: Body) -> AsyncIterator[bytes]:
+async def _as_stream(body: Body) -> AsyncIterator[Chunk]:
     if isinstance(body, bytes):
         yield body
         return

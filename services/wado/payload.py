@@ -24,7 +24,7 @@ from skypacs.dicomweb.multipart import (
     write_multipart,
 )
 from skypacs.http import error_response
-from skypacs.storage import BlobStore
+from skypacs.storage import BlobStore, Chunk
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +40,7 @@ class Payload:
     def of_spans(cls, key: str, spans: Sequence[tuple[int, int]]) -> Payload:
         return cls(size=sum(length for _, length in spans), key=key, spans=tuple(spans))
 
-    def body(self, blobs: BlobStore, byte_range: ByteRange | None) -> AsyncIterator[bytes]:
+    def body(self, blobs: BlobStore, byte_range: ByteRange | None) -> AsyncIterator[Chunk]:
         """The payload bytes (only ``byte_range`` of them when given)."""
         start, end = (0, self.size) if byte_range is None else (byte_range.start, byte_range.end)
         if self.data is not None:
@@ -48,13 +48,13 @@ class Payload:
         return stream_spans(blobs, self.key, slice_spans(self.spans, start, end))
 
 
-async def _once(data: bytes) -> AsyncIterator[bytes]:
+async def _once(data: bytes) -> AsyncIterator[Chunk]:
     yield data
 
 
 async def stream_spans(
     blobs: BlobStore, key: str, spans: Sequence[tuple[int, int]]
-) -> AsyncIterator[bytes]:
+) -> AsyncIterator[Chunk]:
     """Ranged reads of ``spans`` of ``key``, one after another."""
     for offset, length in spans:
         if length <= 0:

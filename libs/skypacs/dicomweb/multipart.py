@@ -290,7 +290,8 @@ class OutPart:
     """A part to write: its Content-Type, extra header fields and body."""
 
     content_type: str
-    body: AsyncIterable[bytes] | bytes
+    #: Bytes in memory, or streamed pieces (``memoryview`` for reads that filled a buffer).
+    body: AsyncIterable[bytes | memoryview] | bytes
     headers: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -320,7 +321,9 @@ def _header_block(part: OutPart, cache: dict[str, bytes] | None = None) -> bytes
     return "".join(lines).encode("utf-8") + CRLF
 
 
-async def write_multipart(parts: AsyncIterable[OutPart], boundary: str) -> AsyncIterator[bytes]:
+async def write_multipart(
+    parts: AsyncIterable[OutPart], boundary: str
+) -> AsyncIterator[bytes | memoryview]:
     """Serialize ``parts`` as a multipart body.
 
     Each part starts with a header spelled exactly ``Content-Type:`` (cornerstone

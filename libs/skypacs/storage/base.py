@@ -15,7 +15,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, S
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
-from typing import Protocol, Self, runtime_checkable
+from typing import Protocol, Self, TypeAlias, runtime_checkable
 
 from skypacs.errors import BadRequest, NotFound
 
@@ -108,8 +108,13 @@ def resolve_range(size: int, start: int, end: int | None) -> tuple[int, int]:
     return start, resolved_end
 
 
+#: A piece of object bytes as read: ``bytes``, or a ``memoryview`` of a buffer
+#: the read filled directly (no copy), never written to afterwards.
+Chunk: TypeAlias = bytes | memoryview
+
+
 class BlobReader:
-    """A streamed byte range of one object: an async iterable of ``bytes`` chunks.
+    """A streamed byte range of one object: an async iterable of :data:`Chunk`.
 
     ``size`` is the whole object's size; ``start``/``end`` the resolved range.
     The reader releases its file or connection when iteration ends, on error,
@@ -122,7 +127,7 @@ class BlobReader:
         size: int,
         start: int,
         end: int,
-        chunks: AsyncIterator[bytes],
+        chunks: AsyncIterator[Chunk],
         on_close: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.size = size
@@ -143,7 +148,7 @@ class BlobReader:
     def __aiter__(self) -> Self:
         return self
 
-    async def __anext__(self) -> bytes:
+    async def __anext__(self) -> Chunk:
         if self._closed:
             raise StopAsyncIteration
         try:
@@ -185,11 +190,11 @@ class _NoChunks:
     def __aiter__(self) -> Self:
         return self
 
-    async def __anext__(self) -> bytes:
+    async def __anext__(self) -> Chunk:
         raise StopAsyncIteration
 
 
-def empty_chunks() -> AsyncIterator[bytes]:
+def empty_chunks() -> AsyncIterator[Chunk]:
     """An iterator of no chunks, for empty ranges."""
     return _NoChunks()
 
