@@ -1,13 +1,16 @@
 """The servable apps by command name: ``serve`` (everything) and each service alone.
 
-Imports are deferred so that a command loads only the service it runs; worker
-processes (see :mod:`skypacs.services.supervisor`) build their app from here.
+Imports are deferred so that a command loads only the service it runs. The
+supervisor of several workers (see :mod:`services.supervisor`) loads the
+module once, before it forks them, so they share its pages.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, cast
 
 from skypacs.config import Settings
 
@@ -17,33 +20,22 @@ if TYPE_CHECKING:
 AppFactory = Callable[[Settings], "FastAPI"]
 
 
-def serve_app(settings: Settings) -> FastAPI:
-    from .serve import create_app
+@dataclass(frozen=True)
+class ServedApp:
+    """A command's app: the module holding its ``create_app``, and its help line."""
 
-    return create_app(settings)
+    module: str
+    help: str
 
-
-def stow_app(settings: Settings) -> FastAPI:
-    from .stow.app import create_app
-
-    return create_app(settings)
-
-
-def qido_app(settings: Settings) -> FastAPI:
-    from .qido.app import create_app
-
-    return create_app(settings)
+    def factory(self) -> AppFactory:
+        """The app factory (imports the module, once per process)."""
+        loaded = importlib.import_module(self.module, __package__)
+        return cast(AppFactory, loaded.create_app)
 
 
-def wado_app(settings: Settings) -> FastAPI:
-    from .wado.app import create_app
-
-    return create_app(settings)
-
-
-APPS: dict[str, tuple[AppFactory, str]] = {
-    "serve": (serve_app, "run every service in one process (embedded defaults)"),
-    "stow": (stow_app, "run the STOW-RS service"),
-    "qido": (qido_app, "run the QIDO-RS service"),
-    "wado": (wado_app, "run the WADO-RS / WADO-URI service"),
+APPS: dict[str, ServedApp] = {
+    "serve": ServedApp(".serve", "run every service in one process (embedded defaults)"),
+    "stow": ServedApp(".stow.app", "run the STOW-RS service"),
+    "qido": ServedApp(".qido.app", "run the QIDO-RS service"),
+    "wado": ServedApp(".wado.app", "run the WADO-RS / WADO-URI service"),
 }

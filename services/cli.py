@@ -47,8 +47,8 @@ def _cmd_app(args: argparse.Namespace) -> int:
         from .supervisor import run_workers
 
         return run_workers(args.command, args.host, args.port, settings)
-    factory, _help = APPS[args.command]
-    return run_single(factory(settings), args.host, args.port, settings)
+    create_app = APPS[args.command].factory()
+    return run_single(create_app(settings), args.host, args.port, settings)
 
 
 def _cmd_migrate(args: argparse.Namespace) -> int:
@@ -218,8 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``skypacs`` argument parser."""
     parser = argparse.ArgumentParser(prog="skypacs", description="SkyPACS DICOM archive")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, (_factory, help_text) in APPS.items():
-        sub = commands.add_parser(name, help=help_text, description=help_text)
+    for name, app in APPS.items():
+        sub = commands.add_parser(name, help=app.help, description=app.help)
         sub.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
         sub.add_argument("--port", type=int, default=8080, help="TCP port (default 8080)")
         sub.add_argument(

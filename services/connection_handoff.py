@@ -15,21 +15,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import selectors
 import socket
-import threading
+import time
+from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing.synchronize import Event
 
 log = logging.getLogger(__name__)
 
-#: How often a blocked accept looks at the stop flag.
-_ACCEPT_POLL_S = 0.5
 #: How long to wait before trying again when no worker can take a connection.
 _RETRY_S = 0.05
 #: How long a connection may wait for a worker before it is closed.
 _HANDOFF_DEADLINE_S = 10.0
-#: Descriptors read from the channel per wake-up at most.
+#: Connections accepted, or descriptors read from a channel, per wake-up at most.
 _BATCH = 64
 _MARKER = b"c"
 
@@ -59,56 +59,78 @@ class Route:
         return True
 
 
-@dataclass
 class Dispatcher:
-    """Accepts on ``listener`` in a thread and hands each connection to a worker."""
+    """Accepts on ``listener`` and hands each connection to a worker.
 
-    listener: socket.socket
-    routes: Callable[[], Sequence[Route]]
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _next: int = 0
-    _thread: threading.Thread | None = None
+    Driven by the supervisor's loop (:meth:`serve`), with no thread of its own,
+    so the supervisor stays single-threaded and can fork replacement workers
+    safely. A connection no worker can take yet waits here, up to a deadline.
+    """
 
-    def start(self) -> None:
-        self.listener.settimeout(_ACCEPT_POLL_S)
-        self._thread = threading.Thread(target=self._run, name="connection-handoff", daemon=True)
-        self._thread.start()
+    def __init__(self, listener: socket.socket, routes: Callable[[], Sequence[Route]]) -> None:
+        self.listener = listener
+        self.routes = routes
+        listener.setblocking(False)
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(listener, selectors.EVENT_READ)
+        self._waiting: deque[tuple[socket.socket, float]] = deque()
+        self._next = 0
 
-    def stop(self) -> None:
-        """Stop accepting; connections still in the backlog are left to the listener's close."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
+    def serve(self, timeout: float) -> None:
+        """Hand over what arrives within ``timeout`` seconds (less if connections wait)."""
+        self._retry_waiting()
+        if not any(route.started.is_set() for route in self.routes()):
+            time.sleep(min(timeout, _RETRY_S))  # leave connections in the backlog meanwhile
+            return
+        if self._selector.select(_RETRY_S if self._waiting else timeout):
+            self._accept_ready()
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            if not any(route.started.is_set() for route in self.routes()):
-                self._stop.wait(_RETRY_S)  # leave connections in the backlog meanwhile
-                continue
+    def closables(self) -> list[socket.socket | selectors.BaseSelector]:
+        """What a forked worker must close: the listener and the selector."""
+        return [self.listener, self._selector]
+
+    def close(self) -> None:
+        """Stop: connections still waiting are closed, the backlog is left to the listener."""
+        for connection, _deadline in self._waiting:
+            connection.close()
+        self._waiting.clear()
+        self._selector.close()
+
+    def _accept_ready(self) -> None:
+        for _ in range(_BATCH):
             try:
                 connection, _address = self.listener.accept()
-            except TimeoutError:
-                continue
+            except BlockingIOError:
+                return
             except OSError as exc:  # out of descriptors, say: let the backlog wait
                 log.warning("accept failed: %s", exc.strerror or exc)
-                self._stop.wait(_RETRY_S)
-                continue
-            with connection:
-                self._hand_over(connection)
+                return
+            if self._hand_over(connection):
+                connection.close()
+            else:
+                self._waiting.append((connection, time.monotonic() + _HANDOFF_DEADLINE_S))
 
-    def _hand_over(self, connection: socket.socket) -> None:
-        """Give ``connection`` to the next worker able to take it, or close it at the deadline."""
-        waited = 0.0
-        while not self._stop.is_set() and waited < _HANDOFF_DEADLINE_S:
-            routes = self.routes()
-            for offset in range(len(routes)):
-                position = (self._next + offset) % len(routes)
-                if routes[position].offer(connection):
-                    self._next = position + 1
-                    return
-            self._stop.wait(_RETRY_S)
-            waited += _RETRY_S
-        log.warning("no worker could take a connection; it was closed")
+    def _retry_waiting(self) -> None:
+        now = time.monotonic()
+        for _ in range(len(self._waiting)):
+            connection, deadline = self._waiting.popleft()
+            if self._hand_over(connection):
+                connection.close()
+            elif now >= deadline:
+                log.warning("no worker could take a connection; it was closed")
+                connection.close()
+            else:
+                self._waiting.append((connection, deadline))
+
+    def _hand_over(self, connection: socket.socket) -> bool:
+        """Give ``connection`` to the next worker able to take it (round robin)."""
+        routes = self.routes()
+        for offset in range(len(routes)):
+            position = (self._next + offset) % len(routes)
+            if routes[position].offer(connection):
+                self._next = position + 1
+                return True
+        return False
 
 
 class ConnectionIntake:

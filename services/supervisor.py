@@ -4,8 +4,11 @@ The supervisor holds what exists once per server: the listening socket, whose
 connections it accepts and hands to the workers in turn
 (:mod:`services.connection_handoff`); the embedded Postgres, started before
 the workers and stopped after them; and the directory where the workers'
-Prometheus metrics meet. Workers are spawned, not forked, so each starts with
-its own event loop, pools and threads.
+Prometheus metrics meet. It loads the app's modules once and forks the
+workers, which share those pages (tens of megabytes each) and start at once;
+each then builds its own app, event loop, pools and threads. The supervisor
+runs no thread of its own, so forking a replacement later is as safe as the
+first fork.
 A worker that dies is replaced, unless it exited with an error status before
 it ever started (a bad setting, an index it cannot open): then the whole server
 stops, because a replacement would fail the same way.
@@ -18,12 +21,12 @@ import functools
 import logging
 import multiprocessing
 import os
+import selectors
 import shutil
 import signal
 import socket
 import tempfile
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
@@ -38,9 +41,9 @@ from pydantic import SecretStr
 
 from skypacs.config import Settings
 from skypacs.index.embedded import EmbeddedPostgres
-from skypacs.observability import MULTIPROCESS_DIR_ENV, configure_logging
+from skypacs.observability import MULTIPROCESS_DIR_ENV, adopt_metrics_mode, configure_logging
 
-from .apps import APPS
+from .apps import APPS, AppFactory
 from .connection_handoff import ConnectionIntake, Dispatcher, Route, channel_pair
 from .http_server import (
     EXIT_FAILURE,
@@ -53,7 +56,7 @@ from .http_server import (
 
 log = logging.getLogger(__name__)
 
-_SPAWN = multiprocessing.get_context("spawn")
+_FORK = multiprocessing.get_context("fork")
 _POLL_S = 0.5
 #: Beyond the graceful shutdown of a worker, how long before it is killed.
 _KILL_MARGIN_S = 10.0
@@ -62,7 +65,7 @@ _LISTEN_BACKLOG = 2048
 
 @dataclass(frozen=True)
 class WorkerSpec:
-    """What a worker process needs to build and run its app (sent by pickle)."""
+    """What a worker process needs to build and run its app."""
 
     command: str
     settings: Settings
@@ -106,12 +109,25 @@ class _WorkerServer(uvicorn.Server):
         await super().shutdown(sockets)
 
 
-def worker_main(spec: WorkerSpec, channel: socket.socket, started: Event) -> None:
-    """Entry point of one worker process: serve what ``channel`` brings until SIGTERM."""
+def worker_main(
+    spec: WorkerSpec,
+    create_app: AppFactory,
+    channel: socket.socket,
+    started: Event,
+    inherited: Sequence[socket.socket | selectors.BaseSelector],
+) -> None:
+    """Entry point of a forked worker: serve what ``channel`` brings until SIGTERM.
+
+    ``inherited`` are the supervisor's sockets the fork copied: closed at once,
+    so that only the supervisor holds the listener and the other channels (a
+    worker holding a channel would hide the supervisor's death from it).
+    """
+    for item in inherited:
+        item.close()
     ignore_stop_signals()
+    adopt_metrics_mode()
     configure_logging(spec.settings.log)
-    factory, _help = APPS[spec.command]
-    config = uvicorn_config(factory(spec.settings), spec.host, spec.port, spec.settings)
+    config = uvicorn_config(create_app(spec.settings), spec.host, spec.port, spec.settings)
     server = _WorkerServer(config, started, channel)
     server.run()
     if not server.started:
@@ -134,46 +150,58 @@ class Supervisor:
 
     def __init__(self, spec: WorkerSpec, sock: socket.socket, count: int) -> None:
         self.spec = spec
-        self.sock = sock
         self.count = count
-        self._stop = threading.Event()
+        self._create_app = APPS[spec.command].factory()  # loaded here, shared by every fork
+        self._workers: list[_Worker] = []
+        self._dispatcher = Dispatcher(sock, lambda: [worker.route for worker in self._workers])
+        self._stopping = False
         self._status = EXIT_OK
 
-    def _spawn(self) -> _Worker:
-        started = _SPAWN.Event()
+    def _start_worker(self) -> _Worker:
+        started = _FORK.Event()
         supervisor_end, worker_end = channel_pair()
+        inherited = [
+            *self._dispatcher.closables(),
+            supervisor_end,
+            *(worker.route.channel for worker in self._workers),
+        ]
         with worker_end:
-            process = _SPAWN.Process(
-                target=worker_main, args=(self.spec, worker_end, started), name="skypacs-worker"
+            process = _FORK.Process(
+                target=worker_main,
+                args=(self.spec, self._create_app, worker_end, started, inherited),
+                name="skypacs-worker",
             )
             process.start()
         return _Worker(process, Route(supervisor_end, started))
 
     def _on_signal(self, _signum: int, _frame: FrameType | None) -> None:
-        self._stop.set()
+        self._stopping = True
 
     def run(self) -> int:
-        """Start the workers, watch them, stop them all; the exit status."""
+        """Start the workers, hand them connections, stop them all; the exit status."""
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, self._on_signal)
-        workers = [self._spawn() for _ in range(self.count)]
-        dispatcher = Dispatcher(self.sock, lambda: [worker.route for worker in workers])
-        dispatcher.start()
         announced = False
         try:
-            while not self._stop.wait(_POLL_S):
-                self._replace_exited(workers)
-                if not announced and all(worker.route.started.is_set() for worker in workers):
-                    port = int(self.sock.getsockname()[1])
-                    say(listening_banner(self.spec.settings, self.spec.host, port, self.count))
+            for _ in range(self.count):
+                self._workers.append(self._start_worker())
+            while not self._stopping:
+                self._dispatcher.serve(_POLL_S)
+                self._replace_exited()
+                if not announced and all(w.route.started.is_set() for w in self._workers):
+                    say(self._banner())
                     announced = True
         finally:
-            dispatcher.stop()
-            self._stop_all(workers)
+            self._dispatcher.close()
+            self._stop_all()
         return self._status
 
-    def _replace_exited(self, workers: list[_Worker]) -> None:
-        for position, worker in enumerate(workers):
+    def _banner(self) -> str:
+        port = int(self._dispatcher.listener.getsockname()[1])
+        return listening_banner(self.spec.settings, self.spec.host, port, self.count)
+
+    def _replace_exited(self) -> None:
+        for position, worker in enumerate(self._workers):
             if worker.process.is_alive():
                 continue
             worker.process.join()
@@ -182,22 +210,22 @@ class Supervisor:
             if not worker.route.started.is_set() and status is not None and status > 0:
                 log.error("worker process exited (status %s) before it started; stopping", status)
                 self._status = EXIT_FAILURE
-                self._stop.set()
+                self._stopping = True
                 return
             log.warning(
                 "worker process %s exited (status %s); starting a replacement",
                 worker.process.pid,
                 status,
             )
-            workers[position] = self._spawn()
+            self._workers[position] = self._start_worker()
 
-    def _stop_all(self, workers: list[_Worker]) -> None:
+    def _stop_all(self) -> None:
         """SIGTERM every worker (graceful), then SIGKILL what outlives the grace period."""
-        for worker in workers:
+        for worker in self._workers:
             if worker.process.is_alive() and worker.process.pid is not None:
                 os.kill(worker.process.pid, signal.SIGTERM)
         deadline = self.spec.settings.http.shutdown_grace_s + _KILL_MARGIN_S
-        for worker in workers:
+        for worker in self._workers:
             worker.process.join(deadline)
             if worker.process.is_alive():
                 log.warning("worker process %s did not stop in time; killed", worker.process.pid)

@@ -27,6 +27,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
     multiprocess,
+    values,
 )
 
 from skypacs.config import LogSettings
@@ -162,6 +163,17 @@ def http_metrics(registry: CollectorRegistry = REGISTRY) -> HttpMetrics:
             multiprocess_mode="livesum",
         ),
     )
+
+
+def adopt_metrics_mode() -> None:
+    """Store metric values as the environment now says (in a forked worker).
+
+    prometheus_client chooses between in-process values and per-process files
+    in :data:`MULTIPROCESS_DIR_ENV` when it is imported. A worker forked from a
+    supervisor that imported it before setting that directory chooses again,
+    before its first metric is made.
+    """
+    values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
 
 
 def metrics_exposition() -> bytes:

@@ -49,12 +49,18 @@ def connect(listener: socket.socket) -> socket.socket:
     return socket.create_connection(listener.getsockname(), timeout=RECEIVE_TIMEOUT_S)
 
 
+def dispatch(dispatcher: Dispatcher, rounds: int = 20) -> None:
+    """Let the dispatcher accept and hand over what is waiting."""
+    for _ in range(rounds):
+        dispatcher.serve(0.01)
+
+
 def test_connections_go_to_the_workers_in_turn(listener: socket.socket) -> None:
     (first, first_end), (second, second_end) = started_route(), started_route()
     dispatcher = Dispatcher(listener, lambda: [first, second])
-    dispatcher.start()
     clients = [connect(listener) for _ in range(4)]
     try:
+        dispatch(dispatcher)
         served = [receive_connection(end) for end in (first_end, second_end, first_end, second_end)]
         # The hand-over is the very connection the client opened.
         for client, connection in zip(clients, served, strict=True):
@@ -62,7 +68,7 @@ def test_connections_go_to_the_workers_in_turn(listener: socket.socket) -> None:
             assert connection.recv(4) == b"ping"
             connection.close()
     finally:
-        dispatcher.stop()
+        dispatcher.close()
         for client in clients:
             client.close()
 
@@ -74,16 +80,49 @@ def test_a_worker_not_started_or_gone_is_skipped(listener: socket.socket) -> Non
     gone_end.close()
     serving, serving_end = started_route()
     dispatcher = Dispatcher(listener, lambda: [waiting, gone, serving])
-    dispatcher.start()
     clients = [connect(listener) for _ in range(3)]
     try:
+        dispatch(dispatcher)
         for _ in clients:
             receive_connection(serving_end).close()
         assert not pending(waiting_end)
     finally:
-        dispatcher.stop()
+        dispatcher.close()
         for client in clients:
             client.close()
+
+
+def test_a_connection_waits_until_a_worker_has_room(listener: socket.socket) -> None:
+    route, worker_end = started_route()
+    worker_end.close()  # gone: nothing can be handed over
+    replacement, replacement_end = started_route()
+    routes = [route]
+    dispatcher = Dispatcher(listener, lambda: routes)
+    client = connect(listener)
+    try:
+        dispatch(dispatcher)
+        routes[0] = replacement
+        dispatch(dispatcher)
+        receive_connection(replacement_end).close()
+    finally:
+        dispatcher.close()
+        client.close()
+
+
+def test_nothing_is_accepted_before_a_worker_has_started(listener: socket.socket) -> None:
+    route, worker_end = started_route()
+    route.started.clear()
+    dispatcher = Dispatcher(listener, lambda: [route])
+    client = connect(listener)
+    try:
+        dispatch(dispatcher)
+        assert not pending(worker_end)
+        route.started.set()
+        dispatch(dispatcher)
+        receive_connection(worker_end).close()
+    finally:
+        dispatcher.close()
+        client.close()
 
 
 def test_the_worker_stops_when_the_supervisor_end_closes() -> None:
