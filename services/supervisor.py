@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import gc
 import logging
 import multiprocessing
 import os
@@ -171,6 +172,9 @@ class Supervisor:
                 args=(self.spec, self._create_app, worker_end, started, inherited),
                 name="skypacs-worker",
             )
+            # What the supervisor has loaded lives as long as the workers: the
+            # collector leaves it alone, so their pages stay shared after fork.
+            gc.freeze()
             process.start()
         return _Worker(process, Route(supervisor_end, started))
 
