@@ -2,8 +2,9 @@
 
 The instances vanish from search and retrieve when the index transaction
 commits (status ``deleted``, aggregates recomputed, one ``instance.deleted``
-event each); their blobs are then removed by a background task and the rows
-forgotten. If that task dies, ``skypacs sweep`` finishes the job.
+event each); their blobs, and the cached thumbnails of their series, are then
+removed by a background task and the rows forgotten. If that task dies,
+``skypacs sweep`` finishes the job for the blobs.
 """
 
 from __future__ import annotations
@@ -20,12 +21,17 @@ from skypacs.index.retrieve import Target
 from skypacs.runtime import Runtime
 
 from .state import wado_state
+from .thumbnail import drop_series_thumbnails
 
 log = logging.getLogger(__name__)
 
 
 async def remove_blobs(runtime: Runtime, deleted: list[DeletedInstance]) -> None:
-    """Delete the blobs of committed deletions, then forget their rows."""
+    """Delete the blobs and thumbnails of committed deletions, then forget their rows."""
+    try:
+        await drop_series_thumbnails(runtime, (item.series_pk for item in deleted))
+    except Exception as exc:
+        log.warning("thumbnails of a deleted series not removed: %s", type(exc).__name__)
     removed: list[int] = []
     for item in deleted:
         try:

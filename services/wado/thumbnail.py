@@ -6,13 +6,14 @@ listed. The image fits ``viewport`` (default ``SKYPACS_WADO__THUMBNAIL_SIZE``
 square) and uses the data set's own window. Thumbnails are kept in the blob
 store under a key made of the series' primary key and last-change time (never
 client input); a change to the series changes the key, and older entries of that
-series are removed in the background.
+series are removed in the background, and all of a series' entries after a
+DELETE in it (:func:`drop_series_thumbnails`).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from typing import Final
 
 from fastapi import Request
@@ -59,6 +60,17 @@ def cache_key(
 
 async def _once(data: bytes) -> AsyncIterator[bytes]:
     yield data
+
+
+async def drop_series_thumbnails(runtime: Runtime, series_pks: Iterable[int]) -> None:
+    """Remove every cached thumbnail of these series (after a DELETE in them).
+
+    A deleted series is never asked for again, so its thumbnails, which show
+    patient images, would otherwise stay in the blob store for good.
+    """
+    for series_pk in sorted(set(series_pks)):
+        async for info in runtime.blobs.list(f"{CACHE_PREFIX}/{series_pk}/"):
+            await runtime.blobs.delete(info.key)
 
 
 async def _drop_stale(runtime: Runtime, stamp: SeriesStamp) -> None:

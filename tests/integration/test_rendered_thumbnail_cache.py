@@ -9,7 +9,7 @@ import pytest
 
 from skypacs.services.wado.thumbnail import CACHE_PREFIX
 from tests.integration.stow_helpers import make_settings, part10, synthesize_study
-from tests.integration.wado_helpers import Archive, open_archive
+from tests.integration.wado_helpers import DICOMWEB, Archive, open_archive
 
 pytestmark = pytest.mark.integration
 
@@ -46,3 +46,18 @@ async def test_thumbnail_is_cached_then_replaced_when_the_series_changes(archive
     replaced = await _cached_keys(archive)
     assert len(replaced) == 1
     assert replaced != keys
+
+
+async def test_deleting_a_series_removes_its_cached_thumbnails(archive: Archive) -> None:
+    study, instances = synthesize_study(2)
+    await archive.store([part10(ds) for ds in instances])
+    series = f"/studies/{study}/series/{instances[0].SeriesInstanceUID}"
+    assert (await archive.get(series + "/thumbnail")).status_code == 200
+    assert len(await _cached_keys(archive)) == 1
+
+    deleted = await archive.wado.delete(f"{DICOMWEB}{series}")
+    assert deleted.status_code == 204
+    app = archive.wado._transport.app  # type: ignore[attr-defined]
+    await app.state.wado_state.drain()
+    assert await _cached_keys(archive) == []
+    assert (await archive.get(series + "/thumbnail")).status_code == 404
