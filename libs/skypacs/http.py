@@ -558,6 +558,29 @@ def build_router(routes: Sequence[RouteSpec], *, tag: str) -> APIRouter:
 
 # --- the app factory ---------------------------------------------------------------------
 
+ShutdownHook = Callable[[], Awaitable[None]]
+
+
+def on_shutdown(app: FastAPI, hook: ShutdownHook) -> None:
+    """Run ``hook`` when the app stops, after the last request and before the
+    runtime (index pool, blob store, events) closes: background work that needs
+    them finishes instead of failing."""
+    hooks: list[ShutdownHook] = app.state.shutdown_hooks
+    hooks.append(hook)
+
+
+async def _run_shutdown_hooks(app: FastAPI, grace_s: float) -> None:
+    """Each hook in turn, each given up to ``grace_s``; a failure is logged, not raised."""
+    hooks: list[ShutdownHook] = app.state.shutdown_hooks
+    while hooks:
+        hook = hooks.pop(0)
+        try:
+            await asyncio.wait_for(hook(), grace_s)
+        except TimeoutError:
+            log.warning("background work not finished at shutdown; abandoned")
+        except Exception as exc:
+            log.warning("background work failed at shutdown: %s", type(exc).__name__)
+
 
 def _lifespan(
     settings: Settings, runtime_factory: RuntimeFactory
@@ -577,6 +600,7 @@ def _lifespan(
             try:
                 yield
             finally:
+                await _run_shutdown_hooks(app, settings.http.shutdown_grace_s)
                 app.state.runtime = None
 
     return lifespan
@@ -631,6 +655,7 @@ def create_app(
     app.state.settings = settings
     app.state.security = guard
     app.state.runtime = None
+    app.state.shutdown_hooks = []
     for router in routers:
         app.include_router(router, prefix=prefix)
     app.include_router(_probes())

@@ -4,12 +4,14 @@ One :class:`WadoState` lives on ``app.state`` for the app's lifetime, created on
 the first request that needs it. Transcoding runs in threads bounded by a
 semaphore (``SKYPACS_WADO__TRANSCODE_WORKERS``); study accesses are collected in a
 set and written with one UPDATE per flush interval; blob removals after a
-DELETE run as tracked tasks.
+DELETE run as tracked tasks. When the app stops, pending accesses are written at
+once and the tasks are waited for before the runtime closes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, TypeVar, cast
@@ -17,7 +19,7 @@ from typing import Any, TypeVar, cast
 from fastapi import Request
 
 from skypacs.config import Settings
-from skypacs.http import get_runtime
+from skypacs.http import get_runtime, on_shutdown
 from skypacs.index import retrieve as index_retrieve
 from skypacs.runtime import Runtime
 
@@ -35,6 +37,7 @@ class AccessRecorder:
         self._spawn = spawn
         self._pending: set[int] = set()
         self._scheduled = False
+        self._now = asyncio.Event()
 
     def record(self, runtime: Runtime, study_pks: Iterable[int]) -> None:
         """Remember accesses; a flush is scheduled if none is pending."""
@@ -45,10 +48,15 @@ class AccessRecorder:
 
     async def _flush_later(self, runtime: Runtime) -> None:
         try:
-            await asyncio.sleep(self._interval_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._now.wait(), self._interval_s)
         finally:
             self._scheduled = False
         await self.flush(runtime)
+
+    def flush_soon(self) -> None:
+        """Make a scheduled flush, and any later one, happen without waiting."""
+        self._now.set()
 
     async def flush(self, runtime: Runtime) -> None:
         """Write the pending accesses now (failures are logged, the batch dropped)."""
@@ -91,6 +99,11 @@ class WadoState:
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
+    async def close(self) -> None:
+        """At shutdown: write pending accesses now and finish background work."""
+        self.access.flush_soon()
+        await self.drain()
+
 
 def wado_state(request: Request) -> WadoState:
     """The app's :class:`WadoState`, created on first use."""
@@ -98,4 +111,5 @@ def wado_state(request: Request) -> WadoState:
     if state is None:
         state = WadoState(get_runtime(request).settings)
         setattr(request.app.state, _STATE_ATTR, state)
+        on_shutdown(request.app, state.close)
     return cast(WadoState, state)

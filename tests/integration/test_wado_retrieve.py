@@ -5,6 +5,7 @@ Data goes in through the real STOW app; the WADO app answers in process.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from io import BytesIO
 from pathlib import Path
@@ -28,6 +29,8 @@ pytestmark = pytest.mark.integration
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
 J2K_LOSSLESS = "1.2.840.10008.1.2.4.90"
 DICOM_ANY = 'multipart/related; type="application/dicom"; transfer-syntax=*'
+#: Ample for a flush that does not wait; a close that waited would take a day.
+CLOSE_DEADLINE_S = 60.0
 
 
 @pytest.fixture
@@ -123,6 +126,23 @@ async def test_study_access_time_is_recorded(archive: Archive) -> None:
     accessed = await archive.runtime.index.pool.fetchval(
         "SELECT last_access_at FROM studies WHERE study_uid = $1", original.StudyInstanceUID
     )
+    assert accessed is not None
+
+
+async def test_pending_access_times_are_written_when_the_app_stops(
+    request: pytest.FixtureRequest, pg_dsn: str, tmp_path: Path
+) -> None:
+    settings = s3_archive_settings(request, pg_dsn, tmp_path)
+    wado = settings.wado.model_copy(update={"access_flush_interval_s": 24 * 3600.0})
+    original = with_new_uids(_testdata("CT_small.dcm"))
+    async with open_archive(settings.model_copy(update={"wado": wado})) as archive:
+        await archive.store([part10(original)])
+        assert (await archive.get(_path(original, "study"))).status_code == 200
+        # A day before the next flush: stopping writes the access at once.
+        await asyncio.wait_for(archive_state(archive).close(), CLOSE_DEADLINE_S)
+        accessed = await archive.runtime.index.pool.fetchval(
+            "SELECT last_access_at FROM studies WHERE study_uid = $1", original.StudyInstanceUID
+        )
     assert accessed is not None
 
 

@@ -7,17 +7,18 @@ import logging
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import cast
 
 import asyncpg
 import orjson
 import pytest
-from fastapi import APIRouter
+from fastapi import APIRouter, FastAPI
 from fastapi.testclient import TestClient
 
 from skypacs.config import HttpSettings, Settings
 from skypacs.errors import DependencyUnavailable, NotFound, StorageFull
 from skypacs.events import open_events
-from skypacs.http import create_app
+from skypacs.http import create_app, on_shutdown
 from skypacs.observability import JsonFormatter
 from skypacs.runtime import Runtime
 from skypacs.storage import open_blob_store
@@ -119,6 +120,23 @@ def test_lifespan_opens_and_closes_the_runtime(harness: Harness) -> None:
     with harness.app_client() as client:
         assert harness.opened == 1
         assert client.get("/healthz").status_code == 200
+    assert harness.closed == 1
+
+
+def test_shutdown_hooks_run_before_the_runtime_closes(harness: Harness) -> None:
+    closed_when_run: list[int] = []
+
+    async def hook() -> None:
+        closed_when_run.append(harness.closed)
+
+    async def failing_hook() -> None:
+        raise RuntimeError("boom")
+
+    with harness.app_client() as client:
+        app = cast(FastAPI, client.app)
+        on_shutdown(app, failing_hook)
+        on_shutdown(app, hook)
+    assert closed_when_run == [0]
     assert harness.closed == 1
 
 
