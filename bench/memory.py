@@ -1,9 +1,11 @@
 """Peak memory of a server under test, per phase, sampled with psutil.
 
-The figure is the server process's RSS plus, when the server runs helpers it did
-not fork (SkyPACS's embedded Postgres), the summed PSS of those helpers. PSS shares
-each shared page among the processes mapping it, so Postgres's shared buffers are
-counted once rather than once per backend.
+The figure is the PSS (proportional set size) of the server process plus that
+of its helpers: SkyPACS's worker processes and its embedded Postgres. PSS shares
+each shared page among the processes mapping it, so the code the workers share
+with the supervisor they were forked from, and Postgres's shared buffers, are
+counted once rather than once per process. For a single-process server such as
+Orthanc it is its RSS less its share of libraries other processes also map.
 """
 
 from __future__ import annotations
@@ -23,28 +25,21 @@ SAMPLE_INTERVAL_S = 0.25
 
 @dataclass
 class MemoryPeak:
-    server_rss: int = 0
+    server_pss: int = 0
     helpers_pss: int = 0
     total: int = 0
 
-    def update(self, server_rss: int, helpers_pss: int) -> None:
-        self.server_rss = max(self.server_rss, server_rss)
+    def update(self, server_pss: int, helpers_pss: int) -> None:
+        self.server_pss = max(self.server_pss, server_pss)
         self.helpers_pss = max(self.helpers_pss, helpers_pss)
-        self.total = max(self.total, server_rss + helpers_pss)
+        self.total = max(self.total, server_pss + helpers_pss)
 
     def as_megabytes(self) -> dict[str, float]:
         return {
-            "server_rss_mb": round(megabytes(self.server_rss), 1),
+            "server_pss_mb": round(megabytes(self.server_pss), 1),
             "helpers_pss_mb": round(megabytes(self.helpers_pss), 1),
             "total_mb": round(megabytes(self.total), 1),
         }
-
-
-def _rss(pid: int) -> int:
-    try:
-        return int(psutil.Process(pid).memory_info().rss)
-    except psutil.Error:
-        return 0
 
 
 def _pss(pid: int) -> int:
@@ -65,18 +60,18 @@ class MemorySampler:
 
     def sample(self) -> tuple[int, int]:
         helpers = sum(_pss(pid) for pid in self.server.helper_pids())
-        return _rss(self.server.main_pid), helpers
+        return _pss(self.server.main_pid), helpers
 
     async def _loop(self) -> None:
         while True:
-            server_rss, helpers = await asyncio.to_thread(self.sample)
+            server, helpers = await asyncio.to_thread(self.sample)
             if self.current is not None:
-                self.peaks.setdefault(self.current, MemoryPeak()).update(server_rss, helpers)
+                self.peaks.setdefault(self.current, MemoryPeak()).update(server, helpers)
             await asyncio.sleep(SAMPLE_INTERVAL_S)
 
     async def _record(self, name: str) -> None:
-        server_rss, helpers = await asyncio.to_thread(self.sample)
-        self.peaks.setdefault(name, MemoryPeak()).update(server_rss, helpers)
+        server, helpers = await asyncio.to_thread(self.sample)
+        self.peaks.setdefault(name, MemoryPeak()).update(server, helpers)
 
     @contextlib.asynccontextmanager
     async def phase(self, name: str) -> AsyncIterator[None]:

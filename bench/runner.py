@@ -47,7 +47,7 @@ class ServerRun:
 
 
 def memory_figure(phase: str, peak: dict[str, float]) -> Figure:
-    """Peak server RSS plus embedded-Postgres PSS during ``phase`` (see ``memory``)."""
+    """Peak PSS of the server's processes, summed, during ``phase`` (see ``memory``)."""
     metric = Metric(phase, PEAK_MEMORY, "MB", higher_is_better=False)
     return Figure(metric, peak["total_mb"], detail=peak)
 

@@ -14,8 +14,8 @@ NOT_RUN = "not run"
 HEADER_NOTE = (
     "ratio = SkyPACS-fs against Orthanc, oriented so that > 1 means SkyPACS is better "
     "(throughput: fs/Orthanc; latency and memory: Orthanc/fs)\n"
-    "peak memory = main server process RSS + PSS of its worker processes and of the "
-    "embedded Postgres (summed); "
+    "peak memory = PSS of the server process, its worker processes and the "
+    "embedded Postgres (summed: shared pages counted once); "
     "(!) = answered, but see the note below the table"
 )
 
