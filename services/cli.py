@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -44,6 +45,9 @@ def _cmd_app(args: argparse.Namespace) -> int:
         http = settings.http.model_copy(update={"workers": args.workers})
         settings = settings.model_copy(update={"http": http})
     if settings.http.workers > 1:
+        if not sys.platform.startswith("linux"):
+            say(f"skypacs {args.command}: several workers need Linux; use 1 here", err=True)
+            return EXIT_CONFIG
         from .supervisor import run_workers
 
         return run_workers(args.command, args.host, args.port, settings)

@@ -8,7 +8,8 @@ import socket
 from collections.abc import Iterator
 
 import pytest
-from services.connection_handoff import ConnectionIntake, Dispatcher, Route, channel_pair
+
+from skypacs.services.connection_handoff import ConnectionIntake, Dispatcher, Route, channel_pair
 
 RECEIVE_TIMEOUT_S = 10.0
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import socket
+import sys
 from pathlib import Path
 
 import pytest
 
 from skypacs.config import Settings
+from skypacs.services import cli
 from skypacs.services.http_server import listening_banner
 from skypacs.services.supervisor import listen
 
@@ -37,3 +39,13 @@ def test_the_banner_names_the_workers_only_when_there_are_several(tmp_path: Path
     assert two == (
         f"SkyPACS listening on http://127.0.0.1:8080/dicom-web (2 workers, data in {tmp_path})"
     )
+
+
+def test_several_workers_are_refused_off_linux(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(sys, "platform", "darwin")
+    monkeypatch.setattr(cli, "configure_logging", lambda _settings: None)
+    status = cli.main(["serve", "--workers", "2", "--data-dir", str(tmp_path)])
+    assert status == 2
+    assert "several workers need Linux" in capsys.readouterr().err
