@@ -151,9 +151,7 @@ class _Reader:
             if index < 0:
                 cut = len(buffer) - len(self._delimiter)
                 if cut > 0:
-                    data = bytes(buffer[:cut])
-                    del buffer[:cut]
-                    return data
+                    return _take(buffer, cut, cut)
                 await self._fill()
                 continue
             end = await self._delimiter_end(index)
@@ -161,10 +159,8 @@ class _Reader:
                 search_from = index + 1
                 continue
             stop = index - 1 if index > 0 and buffer[index - 1] == _CR else index
-            data = bytes(buffer[:stop])
-            del buffer[:end]
             self._in_part = False
-            return data or None
+            return _take(buffer, stop, end) or None
 
     async def read_headers(self, max_bytes: int) -> PartHeaders:
         """Read the header block of the part whose delimiter was just consumed."""
@@ -188,6 +184,14 @@ class _Reader:
         del buffer[:start]
         self._in_part = True
         return PartHeaders(_parse_header_lines(lines))
+
+
+def _take(buffer: bytearray, stop: int, drop: int) -> bytes:
+    """``buffer[:stop]`` as bytes (one copy), then its first ``drop`` bytes removed."""
+    with memoryview(buffer) as view:
+        data = bytes(view[:stop])
+    del buffer[:drop]
+    return data
 
 
 def _decode(raw: bytes) -> str:
