@@ -9,10 +9,12 @@ that a batch commit meeting a concurrent twin still answers exactly.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 import asyncpg
 import pytest
 
+from skypacs.index import aggregates
 from skypacs.index import instances as index_instances
 from skypacs.index.hierarchy import PatientFields, SeriesFields, StudyFields
 from skypacs.index.instances import Claim, DuplicatePolicy, Outcome
@@ -151,3 +153,72 @@ async def _waits_for_a_lock(conn: asyncpg.Connection, pid: int) -> bool:
             "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $1", pid
         )
     )
+
+
+MR_IMAGE = "1.2.840.10008.5.1.4.1.1.4"
+_AGGREGATES = """
+SELECT st.num_instances, st.num_series, st.total_bytes, st.modalities, st.sop_classes,
+       array_agg(se.num_instances ORDER BY se.series_uid) AS per_series
+FROM studies st JOIN series se ON se.study_pk = st.id
+WHERE st.study_uid = $1
+GROUP BY st.id
+"""
+
+
+def _in_series(
+    rec: index_instances.InstanceRecord, series: str, modality: str, sop_class: str, size: int
+) -> index_instances.InstanceRecord:
+    return dataclasses.replace(
+        rec,
+        sop_class_uid=sop_class,
+        series_uid=series,
+        series=SeriesFields(series_uid=series, modality=modality),
+        size_bytes=size,
+    )
+
+
+async def test_batches_count_each_series_into_the_study_once(pg_pool: asyncpg.Pool) -> None:
+    """Counts, sizes, modalities and SOP classes match a recount from the rows.
+
+    The first batch spans two series (MR first, then CT); the second adds to
+    the CT series. Modalities and SOP classes keep their order of arrival.
+    """
+    study = "1.2.826.0.1.3680043.10.4"
+    base = _record(f"{study}.0", b"c" * 32, study)
+    shapes = [
+        (f"{study}.2", "MR", MR_IMAGE, 10),
+        (f"{study}.3", "CT", CT_IMAGE, 20),
+        (f"{study}.2", "MR", CT_IMAGE, 30),
+        (f"{study}.3", "CT", CT_IMAGE, 40),
+    ]
+    records = [
+        _in_series(dataclasses.replace(base, sop_instance_uid=f"{study}.9.{n}"), *shape)
+        for n, shape in enumerate(shapes)
+    ]
+    async with pg_pool.acquire() as conn:
+        claims = [await _claim_for(conn, rec) for rec in records]
+        pairs = list(zip(claims, records, strict=True))
+        for batch in (pairs[:3], pairs[3:]):
+            results = await index_instances.commit_many(
+                conn, batch, policy=DuplicatePolicy.REJECT, source="test"
+            )
+            assert [r.outcome if r else None for r in results] == [Outcome.STORED] * len(batch)
+        counted = await conn.fetchrow(_AGGREGATES, study)
+        pks = await conn.fetchrow(
+            "SELECT st.id, array_agg(se.id) AS series FROM studies st "
+            "JOIN series se ON se.study_pk = st.id WHERE st.study_uid = $1 GROUP BY st.id",
+            study,
+        )
+        assert pks is not None
+        await aggregates.recompute(conn, pks["series"], [pks["id"]])
+        recounted = await conn.fetchrow(_AGGREGATES, study)
+    assert counted is not None
+    assert recounted is not None
+    assert counted["modalities"] == ["MR", "CT"]
+    assert counted["sop_classes"] == [MR_IMAGE, CT_IMAGE]
+    assert (counted["num_instances"], counted["num_series"], counted["total_bytes"]) == (4, 2, 100)
+    assert counted["per_series"] == [2, 2]
+    for column in ("num_instances", "num_series", "total_bytes", "per_series"):
+        assert counted[column] == recounted[column]
+    for column in ("modalities", "sop_classes"):
+        assert sorted(counted[column]) == sorted(recounted[column])

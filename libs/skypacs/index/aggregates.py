@@ -6,7 +6,7 @@ instance, recomputed from the stored rows after replacements and deletions.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
@@ -21,46 +21,30 @@ class _Added(Protocol):
     def sop_class_uid(self) -> str: ...
 
 
-def count_added(added: str, series_pk: str, study_pk: str) -> str:
-    """CTEs counting the row of CTE ``added`` into its series and study.
-
-    ``added`` yields ``size_bytes`` and ``sop_class_uid`` (at most one row: none
-    counts nothing); ``series_pk`` and ``study_pk`` are the SQL parameters of the
-    two keys. The series row counts the instance first and tells whether it is
-    the series' first (num_series) and its modality. The text follows a
-    ``WITH ...,`` list and leaves the main statement to the caller.
-    """
-    return f"""
-counted_series AS (
-    UPDATE series SET num_instances = num_instances + 1,
-        total_bytes = total_bytes + {added}.size_bytes, updated_at = now()
-    FROM {added}
-    WHERE series.id = {series_pk}
-    RETURNING series.num_instances, series.modality::text AS modality,
-              {added}.size_bytes, {added}.sop_class_uid
-),
-counted_study AS (
-    UPDATE studies SET
-        num_instances = studies.num_instances + 1,
-        num_series = studies.num_series + CASE WHEN s.num_instances = 1 THEN 1 ELSE 0 END,
-        total_bytes = studies.total_bytes + s.size_bytes,
-        modalities = CASE WHEN s.modality IS NULL OR s.modality = ANY (studies.modalities)
-                          THEN studies.modalities
-                          ELSE array_append(studies.modalities, s.modality) END,
-        sop_classes = CASE WHEN s.sop_class_uid = ANY (studies.sop_classes)
-                           THEN studies.sop_classes
-                           ELSE array_append(studies.sop_classes, s.sop_class_uid) END,
-        updated_at = now()
-    FROM counted_series s
-    WHERE studies.id = {study_pk}
-    RETURNING studies.id
-)"""
-
-
-_ADD_INSTANCE = f"""
-WITH added AS (SELECT $3::bigint AS size_bytes, $4::text AS sop_class_uid),
-{count_added("added", "$2", "$1")}
-SELECT count(*) FROM counted_study
+# Counts the instances just stored in one series into it and its study. The
+# series row is updated first: its new count tells whether they are the series'
+# first (num_series), and it gives the modality. SOP classes ($5, in arrival
+# order) not yet listed on the study are appended in that order.
+_ADD_INSTANCES = """
+WITH counted_series AS (
+    UPDATE series SET num_instances = num_instances + $3,
+        total_bytes = total_bytes + $4, updated_at = now()
+    WHERE id = $2
+    RETURNING num_instances, modality::text AS modality
+)
+UPDATE studies SET
+    num_instances = studies.num_instances + $3,
+    num_series = studies.num_series + CASE WHEN s.num_instances = $3 THEN 1 ELSE 0 END,
+    total_bytes = studies.total_bytes + $4,
+    modalities = CASE WHEN s.modality IS NULL OR s.modality = ANY (studies.modalities)
+                      THEN studies.modalities
+                      ELSE array_append(studies.modalities, s.modality) END,
+    sop_classes = studies.sop_classes || ARRAY(
+        SELECT c FROM unnest($5::text[]) WITH ORDINALITY AS added (c, position)
+        WHERE c <> ALL (studies.sop_classes) ORDER BY position),
+    updated_at = now()
+FROM counted_series s
+WHERE studies.id = $1
 """
 
 _RECOMPUTE_SERIES = """
@@ -93,9 +77,22 @@ WHERE st.id = $1
 
 async def add_instance(conn: Connection, ids: Ids, added: _Added) -> None:
     """Count one newly stored instance into its series and study."""
-    await conn.execute(
-        _ADD_INSTANCE, ids.study_pk, ids.series_pk, added.size_bytes, added.sop_class_uid
-    )
+    await add_instances(conn, [(ids, added)])
+
+
+async def add_instances(conn: Connection, added: Sequence[tuple[Ids, _Added]]) -> None:
+    """Count newly stored instances into their series and studies.
+
+    One statement per series, in the order the series first appear: a request
+    of one series updates its study row once rather than once per instance.
+    """
+    per_series: dict[tuple[int, int], list[_Added]] = {}
+    for ids, item in added:
+        per_series.setdefault((ids.series_pk, ids.study_pk), []).append(item)
+    for (series_pk, study_pk), items in per_series.items():
+        classes = list(dict.fromkeys(item.sop_class_uid for item in items))
+        size = sum(item.size_bytes for item in items)
+        await conn.execute(_ADD_INSTANCES, study_pk, series_pk, len(items), size, classes)
 
 
 async def recompute(conn: Connection, series_pks: Iterable[int], study_pks: Iterable[int]) -> None:

@@ -7,7 +7,8 @@ and series aggregates and appends the outbox event, all in one transaction.
 Concurrent uploads of one SOP Instance UID race on a partial unique index; the
 loser reconciles from the ``UniqueViolationError`` (never check-then-insert).
 :func:`commit_many` runs phase two for the instances of one request in a single
-transaction (one WAL flush) instead of one transaction each.
+transaction (one WAL flush) instead of one transaction each, flipping them all in
+one statement and updating each study row once per series, not per instance.
 """
 
 from __future__ import annotations
@@ -154,18 +155,42 @@ UPDATE instances SET
 WHERE id = $1 AND status = 'creating'
 """
 
-# The flip for a batch: no savepoint, so no unique violation wanted. A stored
-# twin (seen by the statement's snapshot) leaves the claim as it is for
-# _reconcile; the flipped instance is counted into its series and study at once.
-_FLIP_COUNTED = f"""
-WITH twin AS (
-    SELECT 1 FROM instances WHERE sop_instance_uid = $14 AND status = 'stored' LIMIT 1),
-flip AS ({_FLIP.strip()} AND NOT EXISTS (SELECT 1 FROM twin)
-    RETURNING size_bytes, sop_class_uid),
-{aggregates.count_added("flip", "$2", "$3")}
-SELECT EXISTS (SELECT 1 FROM flip) AS flipped,
-       EXISTS (SELECT 1 FROM twin) AS twin,
-       EXISTS (SELECT 1 FROM instances WHERE id = $1 AND status = 'creating') AS claimed
+# The flip for a whole batch, in one statement and with no savepoint, so no
+# unique violation wanted: a claim whose SOP Instance UID has a stored twin (in
+# the statement's snapshot) is left as it is, for _reconcile. ``claimed`` tells
+# apart a claim that was swept meanwhile (no longer 'creating').
+_FLIP_BATCH = """
+WITH batch AS (
+    SELECT * FROM unnest(
+        $1::bigint[], $2::bigint[], $3::bigint[], $4::integer[], $5::integer[],
+        $6::bigint[], $7::bytea[], $8::bigint[], $9::jsonb[], $10::jsonb[],
+        $11::jsonb[], $12::text[], $13::text[], $14::text[])
+    AS b (id, series_pk, study_pk, instance_number, number_of_frames,
+          size_bytes, sha256, pixel_data_offset, frame_ranges, bulk_ranges,
+          metadata, sop_class_uid, transfer_syntax_uid, sop_instance_uid)
+),
+twins AS (
+    SELECT b.id FROM batch b
+    WHERE EXISTS (SELECT 1 FROM instances t
+                  WHERE t.sop_instance_uid = b.sop_instance_uid AND t.status = 'stored')
+),
+flip AS (
+    UPDATE instances i SET
+        status = 'stored', series_pk = b.series_pk, study_pk = b.study_pk,
+        instance_number = b.instance_number, number_of_frames = b.number_of_frames,
+        size_bytes = b.size_bytes, sha256 = b.sha256, pixel_data_offset = b.pixel_data_offset,
+        frame_ranges = b.frame_ranges, bulk_ranges = b.bulk_ranges, metadata = b.metadata,
+        sop_class_uid = b.sop_class_uid, transfer_syntax_uid = b.transfer_syntax_uid,
+        stored_at = now(), updated_at = now()
+    FROM batch b
+    WHERE i.id = b.id AND i.status = 'creating' AND b.id NOT IN (SELECT id FROM twins)
+    RETURNING i.id
+)
+SELECT b.id,
+       b.id IN (SELECT id FROM flip) AS flipped,
+       b.id IN (SELECT id FROM twins) AS twin,
+       EXISTS (SELECT 1 FROM instances c WHERE c.id = b.id AND c.status = 'creating') AS claimed
+FROM batch b
 """
 
 _STORED_TWIN = """
@@ -218,11 +243,12 @@ async def commit_many(
 
     The patient, study and series rows are upserted once per distinct hierarchy,
     in a savepoint, so an instance whose series is filed under another study
-    (``None`` in the results) leaves the others committed. Each instance then
-    takes one statement (flip and aggregates) and no savepoint of its own; the
-    outbox rows are appended together at the end. A concurrent upload of the
-    same SOP Instance UID can still make a flip violate the unique index: the
-    transaction is then rolled back and run again with a savepoint around every
+    (``None`` in the results) leaves the others committed. One statement then
+    flips every claim, with no savepoint; the study and series counts are
+    updated once per series and the outbox rows appended together at the end.
+    A concurrent upload of the same SOP Instance UID (or one UID twice in the
+    batch) can still make the flip violate the unique index: the transaction is
+    then rolled back and run again with a savepoint around each instance's
     flip, which reconciles the loser. Concurrent batches that lock the same rows
     in opposite orders deadlock; Postgres then fails one of them
     (``DeadlockDetectedError``) and nothing of it is committed.
@@ -241,51 +267,86 @@ async def _commit_batch(
     source: str,
     careful: bool,
 ) -> list[CommitResult | None]:
-    known: dict[tuple[str, str, str, str], hierarchy.Ids] = {}
-    results: list[CommitResult | None] = []
-    events: list[Event] = []
-    link = _link_careful if careful else _link
     async with conn.transaction():
-        for claim_, rec in items:
-            key = (rec.patient.patient_id, rec.patient.issuer, rec.study_uid, rec.series_uid)
-            ids = known.get(key)
-            if ids is None:
-                try:
-                    async with conn.transaction():
-                        ids = await hierarchy.upsert(conn, rec.patient, rec.study, rec.series)
-                except hierarchy.SeriesInOtherStudy:
-                    results.append(None)
-                    continue
-                known[key] = ids
-            result, event = await link(conn, claim_, rec, ids, policy=policy, source=source)
-            results.append(result)
-            if event is not None:
-                events.append(event)
-        await append_many(conn, events)
-    return results
+        linked = await _link_hierarchy(conn, items)
+        if careful:
+            outcomes = [
+                await _link_careful(conn, claim_, rec, ids, policy=policy, source=source)
+                for claim_, rec, ids in linked
+            ]
+        else:
+            outcomes = await _link_all(conn, linked, policy=policy, source=source)
+        await append_many(conn, [event for _, event in outcomes if event is not None])
+    answers = iter(outcomes)
+    return [None if ids is None else next(answers)[0] for _, _, ids in _with_ids(items, linked)]
 
 
-async def _link(
-    conn: Connection,
-    claim_: Claim,
-    rec: InstanceRecord,
-    ids: hierarchy.Ids,
-    *,
-    policy: DuplicatePolicy,
-    source: str,
-) -> tuple[CommitResult, Event | None]:
-    """Flip and count the claim in one statement; a stored twin goes to reconciling.
+_Linked = tuple[Claim, InstanceRecord, hierarchy.Ids]
+
+
+async def _link_hierarchy(
+    conn: Connection, items: Sequence[tuple[Claim, InstanceRecord]]
+) -> list[_Linked]:
+    """Upsert each distinct patient/study/series once, in a savepoint.
+
+    An instance whose series is filed under another study is left out; the
+    others keep their request order.
+    """
+    known: dict[tuple[str, str, str, str], hierarchy.Ids | None] = {}
+    linked: list[_Linked] = []
+    for claim_, rec in items:
+        key = (rec.patient.patient_id, rec.patient.issuer, rec.study_uid, rec.series_uid)
+        if key not in known:
+            try:
+                async with conn.transaction():
+                    known[key] = await hierarchy.upsert(conn, rec.patient, rec.study, rec.series)
+            except hierarchy.SeriesInOtherStudy:
+                known[key] = None
+        ids = known[key]
+        if ids is not None:
+            linked.append((claim_, rec, ids))
+    return linked
+
+
+def _with_ids(
+    items: Sequence[tuple[Claim, InstanceRecord]], linked: list[_Linked]
+) -> list[tuple[Claim, InstanceRecord, hierarchy.Ids | None]]:
+    """``items`` with the hierarchy keys of those that were linked (else None)."""
+    ids_of = {claim_.pk: ids for claim_, _, ids in linked}
+    return [(claim_, rec, ids_of.get(claim_.pk)) for claim_, rec in items]
+
+
+def _flip_batch_args(linked: list[_Linked]) -> tuple[list[Any], ...]:
+    """The columns of :data:`_FLIP_BATCH`, one array per column."""
+    rows = [(*_flip_args(claim_, rec, ids), rec.sop_instance_uid) for claim_, rec, ids in linked]
+    return tuple(list(column) for column in zip(*rows, strict=True))
+
+
+async def _link_all(
+    conn: Connection, linked: list[_Linked], *, policy: DuplicatePolicy, source: str
+) -> list[tuple[CommitResult, Event | None]]:
+    """Flip every claim in one statement and count them; twins go to reconciling.
 
     Raises ``UniqueViolationError`` (aborting the transaction) only when a twin
-    was stored concurrently, after the statement's snapshot.
+    was stored concurrently, after the statement's snapshot, or when the batch
+    holds one SOP Instance UID twice.
     """
-    row = await conn.fetchrow(_FLIP_COUNTED, *_flip_args(claim_, rec, ids), rec.sop_instance_uid)
-    assert row is not None
-    if row["flipped"]:
-        return CommitResult(Outcome.STORED), _event(EventType.INSTANCE_STORED, rec, claim_, source)
-    if row["twin"] and row["claimed"]:
-        return await _reconcile(conn, claim_, rec, ids, policy=policy, source=source)
-    return CommitResult(Outcome.VANISHED), None
+    if not linked:
+        return []
+    rows = {row["id"]: row for row in await conn.fetch(_FLIP_BATCH, *_flip_batch_args(linked))}
+    flipped = [(ids, rec) for claim_, rec, ids in linked if rows[claim_.pk]["flipped"]]
+    await aggregates.add_instances(conn, flipped)
+    outcomes: list[tuple[CommitResult, Event | None]] = []
+    for claim_, rec, ids in linked:
+        row = rows[claim_.pk]
+        if row["flipped"]:
+            event = _event(EventType.INSTANCE_STORED, rec, claim_, source)
+            outcomes.append((CommitResult(Outcome.STORED), event))
+        elif row["twin"] and row["claimed"]:
+            outcomes.append(await _reconcile(conn, claim_, rec, ids, policy=policy, source=source))
+        else:
+            outcomes.append((CommitResult(Outcome.VANISHED), None))
+    return outcomes
 
 
 async def _link_careful(
