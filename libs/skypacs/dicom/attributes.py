@@ -13,6 +13,7 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
 from skypacs.dicom.pixel_layout import int_attribute
+from skypacs.dicom.plain_values import keyword_tag, plain_element, plain_text
 from skypacs.dicom.uids import validate_uid
 from skypacs.errors import InvalidUID
 
@@ -78,6 +79,12 @@ def required_uid(ds: Dataset, keyword: str) -> str:
 
 def text_attribute(ds: Dataset, keyword: str) -> str | None:
     """A string attribute as Unicode text, None when absent, empty or undecodable."""
+    tag = keyword_tag(keyword)
+    if tag not in ds:
+        return None
+    plain = plain_element(ds, tag)
+    if plain is not None:
+        return plain_text(plain[1]).strip(" \x00") or None
     try:
         value = ds.get(keyword)
     except Exception:  # a raw value pydicom cannot decode

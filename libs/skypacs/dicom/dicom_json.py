@@ -3,7 +3,8 @@
 Large binary values are never inlined: they become relative ``BulkDataURI``
 references (``bulk/<TAG>`` at top level, ``bulk/<SEQ>/<item>/<TAG>`` inside
 sequences) that the WADO-RS layer rewrites to absolute URLs. Text values come
-out as Unicode, decoded with the data set's Specific Character Set by pydicom.
+out as Unicode, decoded with the data set's Specific Character Set by pydicom,
+except the plain ones :mod:`~skypacs.dicom.plain_values` decodes itself.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
+
+from skypacs.dicom.plain_values import plain_element, plain_json
 
 BINARY_VRS: Final = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
 #: VRs whose JSON values are the decoded strings themselves (PS3.18 Table F.2.3-1).
@@ -55,6 +58,10 @@ def _dataset_json(
         if tag.element == 0:
             continue  # group lengths are not part of the JSON model
         key = f"{int(tag):08X}"
+        plain = None if key in bulk else plain_element(ds, tag)
+        if plain is not None:
+            out[key] = plain_json(*plain)
+            continue
         try:
             elem = ds[tag]
         except Exception:  # undecodable raw value: keep the attribute, drop the value

@@ -15,10 +15,17 @@ from skypacs.dicom.frame_layout import (
     native_frames,
     parse_offset_table,
 )
+from skypacs.dicom.plain_values import keyword_tag, plain_element, plain_integer
 
 
 def int_attribute(ds: Dataset, keyword: str) -> int | None:
     """An integer attribute, or None when absent or malformed."""
+    tag = keyword_tag(keyword)
+    if tag not in ds:
+        return None
+    plain = plain_element(ds, tag)
+    if plain is not None:
+        return plain_integer(plain[1])
     try:
         value: Any = ds.get(keyword)
         if value is None or value == "":
