@@ -122,8 +122,8 @@ class DatasetWalker:
         self._header_limit = header_limit
         self._strip_bulk = strip_bulk
 
-    def feed(self, data: bytes) -> None:
-        """Walk the next bytes of the data set."""
+    def feed(self, data: bytes | memoryview) -> None:
+        """Walk the next bytes of the data set (not kept: a view may be passed)."""
         if self._pending:
             data = self._pending + data
         view = memoryview(data)

@@ -115,7 +115,7 @@ class Part10Scanner:
         if self._size >= PREAMBLE_LENGTH:
             return chunk
         zeros = min(PREAMBLE_LENGTH - self._size, len(chunk))
-        return bytes(zeros) + chunk[zeros:]
+        return b"".join((bytes(zeros), memoryview(chunk)[zeros:]))  # one copy
 
     def _feed_meta(self, chunk: bytes) -> None:
         self._head.extend(chunk)
@@ -177,8 +177,8 @@ class Part10Scanner:
         deflated = syntax.is_deflated if syntax else False
         start = self._meta_pos
         self._meta_bytes = bytes(self._head[META_START:start])
-        rest = bytes(self._head[start:])
-        self._head = bytearray()
+        head, self._head = self._head, bytearray()
+        rest = memoryview(head)[start:]  # walked in place, not copied
         self._meta_end = start
         self._walker = DatasetWalker(
             implicit=implicit,
@@ -194,7 +194,7 @@ class Part10Scanner:
         if rest:
             self._feed_dataset(rest)
 
-    def _feed_dataset(self, data: bytes) -> None:
+    def _feed_dataset(self, data: bytes | memoryview) -> None:
         walker = self._walker
         assert walker is not None
         if self._inflater is None:
