@@ -25,6 +25,7 @@ from skypacs.events.model import Event, EventType, new_event
 
 from . import aggregates, hierarchy
 from .outbox import append_many
+from .pool import encode_json
 
 if TYPE_CHECKING:
     from .pool import Connection
@@ -163,8 +164,8 @@ _FLIP_BATCH = """
 WITH batch AS (
     SELECT * FROM unnest(
         $1::bigint[], $2::bigint[], $3::bigint[], $4::integer[], $5::integer[],
-        $6::bigint[], $7::bytea[], $8::bigint[], $9::jsonb[], $10::jsonb[],
-        $11::jsonb[], $12::text[], $13::text[], $14::text[])
+        $6::bigint[], $7::bytea[], $8::bigint[], $9::text[], $10::text[],
+        $11::text[], $12::text[], $13::text[], $14::text[])
     AS b (id, series_pk, study_pk, instance_number, number_of_frames,
           size_bytes, sha256, pixel_data_offset, frame_ranges, bulk_ranges,
           metadata, sop_class_uid, transfer_syntax_uid, sop_instance_uid)
@@ -179,7 +180,8 @@ flip AS (
         status = 'stored', series_pk = b.series_pk, study_pk = b.study_pk,
         instance_number = b.instance_number, number_of_frames = b.number_of_frames,
         size_bytes = b.size_bytes, sha256 = b.sha256, pixel_data_offset = b.pixel_data_offset,
-        frame_ranges = b.frame_ranges, bulk_ranges = b.bulk_ranges, metadata = b.metadata,
+        frame_ranges = b.frame_ranges::jsonb, bulk_ranges = b.bulk_ranges::jsonb,
+        metadata = b.metadata::jsonb,
         sop_class_uid = b.sop_class_uid, transfer_syntax_uid = b.transfer_syntax_uid,
         stored_at = now(), updated_at = now()
     FROM batch b
@@ -317,8 +319,30 @@ def _with_ids(
 
 
 def _flip_batch_args(linked: list[_Linked]) -> tuple[list[Any], ...]:
-    """The columns of :data:`_FLIP_BATCH`, one array per column."""
-    rows = [(*_flip_args(claim_, rec, ids), rec.sop_instance_uid) for claim_, rec, ids in linked]
+    """The columns of :data:`_FLIP_BATCH`, one array per column.
+
+    JSON values go as text: asyncpg would take nested lists (frame ranges) for
+    the dimensions of the array itself.
+    """
+    rows = [
+        (
+            claim_.pk,
+            ids.series_pk,
+            ids.study_pk,
+            rec.instance_number,
+            rec.number_of_frames,
+            rec.size_bytes,
+            rec.sha256,
+            rec.pixel_data_offset,
+            None if rec.frame_ranges is None else encode_json(rec.frame_ranges),
+            encode_json(rec.bulk_ranges),
+            encode_json(rec.metadata),
+            rec.sop_class_uid,
+            rec.transfer_syntax_uid,
+            rec.sop_instance_uid,
+        )
+        for claim_, rec, ids in linked
+    ]
     return tuple(list(column) for column in zip(*rows, strict=True))
 
 

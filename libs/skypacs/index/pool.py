@@ -27,7 +27,8 @@ UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
-def _encode_json(value: Any) -> str:
+def encode_json(value: Any) -> str:
+    """JSON text of ``value``, as the json/jsonb codec sends it."""
     return orjson.dumps(value).decode()
 
 
@@ -35,7 +36,7 @@ async def init_connection(conn: asyncpg.Connection[asyncpg.Record]) -> None:
     """Decode json/jsonb to Python objects (and back) with orjson."""
     for type_name in ("json", "jsonb"):
         await conn.set_type_codec(
-            type_name, encoder=_encode_json, decoder=orjson.loads, schema="pg_catalog"
+            type_name, encoder=encode_json, decoder=orjson.loads, schema="pg_catalog"
         )
 
 
