@@ -96,6 +96,11 @@ class Part10Scanner:
         return self._result(walker)
 
     @property
+    def transfer_syntax_uid(self) -> str:
+        """The Transfer Syntax UID of the file meta; empty until the meta is read."""
+        return self._transfer_syntax
+
+    @property
     def header_complete(self) -> bool:
         """True once the data set up to Pixel Data has been seen.
 

@@ -15,7 +15,7 @@ from skypacs.dicom.frame_layout import (
     native_frames,
     parse_offset_table,
 )
-from skypacs.dicom.plain_values import keyword_tag, plain_element, plain_integer
+from skypacs.dicom.plain_values import keyword_tag, plain_element, plain_integer, plain_text
 
 
 def int_attribute(ds: Dataset, keyword: str) -> int | None:
@@ -50,11 +50,17 @@ def image_geometry(ds: Dataset) -> ImageGeometry | None:
     samples = int_attribute(ds, "SamplesPerPixel")
     if rows is None or columns is None or bits is None:
         return None
+    return ImageGeometry(rows, columns, samples or 1, bits, _photometric(ds))
+
+
+def _photometric(ds: Dataset) -> str:
+    plain = plain_element(ds, keyword_tag("PhotometricInterpretation"))
+    if plain is not None:
+        return plain_text(plain[1]).strip()
     try:
-        photometric = str(ds.get("PhotometricInterpretation", "") or "").strip()
+        return str(ds.get("PhotometricInterpretation", "") or "").strip()
     except (TypeError, ValueError):
-        photometric = ""
-    return ImageGeometry(rows, columns, samples or 1, bits, photometric)
+        return ""
 
 
 def describe_pixel_data(

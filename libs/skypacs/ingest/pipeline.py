@@ -184,7 +184,7 @@ class Ingestor:
         head: list[bytes] = []
         try:
             dataset, scan = await self._read_header(stream, scanner, head)
-            identity = self._validate(dataset, scanner_syntax(dataset), expected_study)
+            identity = self._validate(dataset, scanner.transfer_syntax_uid, expected_study)
         except (DicomParseError, InstanceRejected) as exc:
             await _drain(stream)
             return _failure(exc)
@@ -360,17 +360,14 @@ class StagingQueue:
         running = [task for task in self._tasks() if not task.done()]
         if len(running) >= self._depth:
             await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
-        consumed = asyncio.Event()
+        consumed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         task = asyncio.ensure_future(
             self._ingestor.stage(_signal_end(chunks, consumed), expected_study=self._study)
         )
+        task.add_done_callback(lambda _: _resolve(consumed))
         self._items.append(task)
         self._reading = task
-        ended = asyncio.ensure_future(consumed.wait())
-        try:
-            await asyncio.wait([task, ended], return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            ended.cancel()
+        await consumed
         self._reading = None
         if task.done():
             task.result()  # an error refuses the whole request now
@@ -395,20 +392,22 @@ class StagingQueue:
         await self._ingestor.discard_all(staged)
 
 
-async def _signal_end(chunks: AsyncIterable[bytes], ended: asyncio.Event) -> AsyncIterator[bytes]:
-    """``chunks``, setting ``ended`` once they are all read.
+async def _signal_end(
+    chunks: AsyncIterable[bytes], ended: asyncio.Future[None]
+) -> AsyncIterator[bytes]:
+    """``chunks``, resolving ``ended`` once they are all read.
 
     Not when reading fails: the staging then ends with that error, which must be
     the one the request is answered with.
     """
     async for chunk in chunks:
         yield chunk
-    ended.set()
+    _resolve(ended)
 
 
-def scanner_syntax(dataset: Dataset) -> str:
-    meta = getattr(dataset, "file_meta", None)
-    return str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 async def _forward(

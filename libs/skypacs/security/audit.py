@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import asdict
 from functools import cache
 from typing import Any
 
@@ -87,10 +86,9 @@ class AuditTrail:
 
     def record(self, row: AuditRow) -> None:
         """Log the record and queue it for the table (never blocks)."""
-        entry = asdict(row)
         audit_logger().info(
             "%s %s %s", row.subject, row.action, row.outcome,
-            extra={name: entry[name] for name in _LOGGED_FIELDS},
+            extra={name: getattr(row, name) for name in _LOGGED_FIELDS},
         )  # fmt: skip
         try:
             self._queue.put_nowait(row)
