@@ -98,7 +98,8 @@ def headline(started: dt.datetime, corpus: Corpus, options: LoadOptions) -> list
         f"{megabytes(corpus.total_bytes):.0f} MB), seed {spec.seed}",
         f"load: STOW batches of {options.batch_size} from {options.stow_clients} clients; "
         f"latency p50/p95 over {options.repeat} requests; throughput median of "
-        f"{options.runs} runs; frames at concurrency {options.frame_concurrency}",
+        f"{options.runs} runs (series retrieve: {options.repeat}); "
+        f"frames at concurrency {options.frame_concurrency}",
         HEADER_NOTE,
     ]
 
