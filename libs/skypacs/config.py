@@ -101,6 +101,8 @@ class EventsSettings(BaseModel):
     relay_batch_size: int = Field(default=500, ge=1, le=10_000)
     relay_poll_interval_s: float = Field(default=0.5, gt=0)
     relay_retry_backoff_s: float = Field(default=2.0, gt=0)
+    #: After a commit wakes the relay, how long it waits to gather more commits.
+    relay_linger_s: float = Field(default=0.05, ge=0, le=5)
     source: str = "skypacs"
 
 

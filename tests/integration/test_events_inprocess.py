@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Sequence
 
 import asyncpg
@@ -105,3 +106,30 @@ async def test_two_relays_with_one_name_do_not_both_publish(pg_pool: asyncpg.Poo
     assert await OutboxRelay(pg_pool, first, name="shared").drain_once() == 3
     assert first.batches == [[0, 1, 2]]
     assert second.batches == []
+
+
+async def test_commits_made_while_the_relay_lingers_go_out_together(
+    pg_pool: asyncpg.Pool,
+) -> None:
+    """Three commits, each waking the relay, within its linger: one publish.
+
+    The poll interval is long, so only the wake-ups can start a relay step.
+    """
+    publisher = FlakyOnce()
+    publisher.failed = True
+    relay = OutboxRelay(pg_pool, publisher, name="lingering", poll_interval_s=60, linger_s=1.0)
+    task = asyncio.create_task(relay.run())
+    try:
+        await asyncio.sleep(0.2)  # the first step finds the feed empty, then idles
+        for n in range(3):
+            await write(pg_pool, [make(EventType.INSTANCE_STORED, n, "1.2.3")])
+            relay.wake()
+            await asyncio.sleep(0.1)  # time enough for a relay step that does not linger
+        async with asyncio.timeout(WAIT_S):
+            while sum(map(len, publisher.batches)) < 3:
+                await asyncio.sleep(0.01)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert publisher.batches == [[0, 1, 2]]

@@ -128,6 +128,7 @@ async def open_events(settings: Settings, index: Index, *, relay: bool) -> Async
             batch_size=config.relay_batch_size,
             poll_interval_s=config.relay_poll_interval_s,
             retry_backoff_s=config.relay_retry_backoff_s,
+            linger_s=config.relay_linger_s,
         )
         events.start_relay(outbox_relay)
     try:

@@ -36,6 +36,7 @@ class OutboxRelay:
         batch_size: int = 500,
         poll_interval_s: float = 0.5,
         retry_backoff_s: float = 2.0,
+        linger_s: float = 0.0,
     ) -> None:
         self.pool = pool
         self.publisher = publisher
@@ -43,6 +44,7 @@ class OutboxRelay:
         self.batch_size = batch_size
         self.poll_interval_s = poll_interval_s
         self.retry_backoff_s = retry_backoff_s
+        self.linger_s = linger_s
         self.position = 0
         self.failures = 0
         self._progress = asyncio.Condition()
@@ -78,7 +80,13 @@ class OutboxRelay:
         self._wake.set()
 
     async def run(self) -> None:
-        """Relay until cancelled; failures are logged and retried with back-off."""
+        """Relay until cancelled; failures are logged and retried with back-off.
+
+        A full batch is followed by the next one at once (a backlog); anything
+        less means the feed was drained, so the relay waits for a wake-up or
+        its poll interval. After a wake-up it lingers ``linger_s`` so that the
+        commits of that moment go out in one step rather than one step each.
+        """
         while True:
             try:
                 published = await self.drain_once()
@@ -86,7 +94,7 @@ class OutboxRelay:
                 await self._failed(exc)
                 continue
             self.failures = 0
-            if published == 0:
+            if published < self.batch_size:
                 await self._idle(self.poll_interval_s)
 
     async def _failed(self, exc: Exception) -> None:
@@ -107,3 +115,5 @@ class OutboxRelay:
             return
         finally:
             self._wake.clear()
+        if self.linger_s:
+            await asyncio.sleep(self.linger_s)
