@@ -318,6 +318,10 @@ def _with_ids(
     return [(claim_, rec, ids_of.get(claim_.pk)) for claim_, rec in items]
 
 
+#: Positions of the JSON columns (frame_ranges, bulk_ranges, metadata) in _flip_args.
+_JSON_ARGS = frozenset({8, 9, 10})
+
+
 def _flip_batch_args(linked: list[_Linked]) -> tuple[list[Any], ...]:
     """The columns of :data:`_FLIP_BATCH`, one array per column.
 
@@ -326,19 +330,10 @@ def _flip_batch_args(linked: list[_Linked]) -> tuple[list[Any], ...]:
     """
     rows = [
         (
-            claim_.pk,
-            ids.series_pk,
-            ids.study_pk,
-            rec.instance_number,
-            rec.number_of_frames,
-            rec.size_bytes,
-            rec.sha256,
-            rec.pixel_data_offset,
-            None if rec.frame_ranges is None else encode_json(rec.frame_ranges),
-            encode_json(rec.bulk_ranges),
-            encode_json(rec.metadata),
-            rec.sop_class_uid,
-            rec.transfer_syntax_uid,
+            *(
+                encode_json(value) if position in _JSON_ARGS and value is not None else value
+                for position, value in enumerate(_flip_args(claim_, rec, ids))
+            ),
             rec.sop_instance_uid,
         )
         for claim_, rec, ids in linked
