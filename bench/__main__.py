@@ -36,6 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--series", type=int, default=defaults.series, help="per study")
     parser.add_argument("--instances", type=int, default=defaults.instances, help="per series")
     parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--rows", type=int, default=defaults.rows, help="pixel rows per image")
+    parser.add_argument(
+        "--columns", type=int, default=defaults.columns, help="pixel columns per image"
+    )
     parser.add_argument(
         "--repeat", type=int, default=LoadOptions().repeat, help="requests per latency figure"
     )
@@ -66,11 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def corpus_spec(args: argparse.Namespace) -> CorpusSpec:
+    image = {"seed": args.seed, "rows": args.rows, "columns": args.columns}
     if args.quick:
-        return CorpusSpec(**{**QUICK_SPEC.__dict__, "seed": args.seed})
-    return CorpusSpec(
-        studies=args.studies, series=args.series, instances=args.instances, seed=args.seed
-    )
+        return CorpusSpec(**{**QUICK_SPEC.__dict__, **image})
+    return CorpusSpec(studies=args.studies, series=args.series, instances=args.instances, **image)
 
 
 def load_options(args: argparse.Namespace) -> LoadOptions:
