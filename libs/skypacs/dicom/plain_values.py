@@ -107,19 +107,15 @@ def _plain_values(vr: str, data: bytes, little: bool) -> list[Any] | None:
 
 
 def _texts(vr: str, text: str) -> list[str]:
-    if vr in _SINGLE:
-        value = text.rstrip("\x00 ")
-    elif vr == "UR":
-        value = text.rstrip()
-    elif vr in _TRIMMED_WHOLE:
-        value = text.rstrip(" \x00")
-    elif vr in _TRIMMED_EACH:
-        return [part.rstrip("\x00 ") for part in text.split("\\")]
-    else:  # AE: leading and trailing spaces are both insignificant
+    if vr in _STRIPPED_EACH:  # AE: leading and trailing spaces are insignificant
         return [part.strip() for part in text.split("\\")]
-    if vr in _SINGLE or vr == "UR":
-        return [value] if value else []
-    return value.split("\\") if value else []
+    if vr in _TRIMMED_EACH:
+        return [part.rstrip("\x00 ") for part in text.split("\\")]
+    if vr in _TRIMMED_WHOLE:
+        value = text.rstrip(" \x00")
+        return value.split("\\") if value else []
+    value = text.rstrip() if vr == "UR" else text.rstrip("\x00 ")  # single-valued
+    return [value] if value else []
 
 
 def _names(data: bytes) -> list[str] | None:

@@ -279,8 +279,9 @@ async def _commit_batch(
         else:
             outcomes = await _link_all(conn, linked, policy=policy, source=source)
         await append_many(conn, [event for _, event in outcomes if event is not None])
-    answers = iter(outcomes)
-    return [None if ids is None else next(answers)[0] for _, _, ids in _with_ids(items, linked)]
+    linked_pks = (claim_.pk for claim_, _, _ in linked)
+    results = {pk: result for pk, (result, _) in zip(linked_pks, outcomes, strict=True)}
+    return [results.get(claim_.pk) for claim_, _ in items]
 
 
 _Linked = tuple[Claim, InstanceRecord, hierarchy.Ids]
@@ -308,14 +309,6 @@ async def _link_hierarchy(
         if ids is not None:
             linked.append((claim_, rec, ids))
     return linked
-
-
-def _with_ids(
-    items: Sequence[tuple[Claim, InstanceRecord]], linked: list[_Linked]
-) -> list[tuple[Claim, InstanceRecord, hierarchy.Ids | None]]:
-    """``items`` with the hierarchy keys of those that were linked (else None)."""
-    ids_of = {claim_.pk: ids for claim_, _, ids in linked}
-    return [(claim_, rec, ids_of.get(claim_.pk)) for claim_, rec in items]
 
 
 #: Positions of the JSON columns (frame_ranges, bulk_ranges, metadata) in _flip_args.
