@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import socket
 import sys
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING
 import uvicorn
 
 from skypacs.config import Settings
+from skypacs.sendfile import SendfileHttpToolsProtocol
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -33,6 +35,13 @@ def listening_banner(settings: Settings, host: str, port: int, workers: int = 1)
     return f"SkyPACS listening on http://{host}:{port}{prefix} ({processes}data in {data_dir})"
 
 
+def http_protocol(settings: Settings) -> type[asyncio.Protocol] | str:
+    """uvicorn's httptools protocol with zero-copy file sends, unless turned off."""
+    if not settings.http.sendfile:
+        return "auto"
+    return SendfileHttpToolsProtocol
+
+
 def uvicorn_config(app: FastAPI, host: str, port: int, settings: Settings) -> uvicorn.Config:
     """Our logging, no access log of uvicorn's own, no ``Server`` header, our limits."""
     return uvicorn.Config(
@@ -40,7 +49,7 @@ def uvicorn_config(app: FastAPI, host: str, port: int, settings: Settings) -> uv
         host=host,
         port=port,
         loop="auto",
-        http="auto",
+        http=http_protocol(settings),
         lifespan="on",
         log_config=None,
         access_log=False,

@@ -126,6 +126,9 @@ class HttpSettings(BaseModel):
     workers: int = Field(default=1, ge=1, le=MAX_WORKERS)
     # On SIGTERM, how long open requests may take to finish before they are cut.
     shutdown_grace_s: int = Field(default=30, ge=1)
+    # Send stored files to plain-HTTP clients with sendfile(2), without copying
+    # them through the server process (filesystem blobs only).
+    sendfile: bool = True
 
 
 class StowSettings(BaseModel):

@@ -30,10 +30,12 @@ from skypacs.errors import NotFound
 from skypacs.http import get_runtime
 from skypacs.index.retrieve import InstanceBlob, StoredInstance, Target, find_blobs
 from skypacs.runtime import Runtime
-from skypacs.storage import Chunk
+from skypacs.sendfile import file_sender
+from skypacs.storage import BlobReader, Chunk
 
 from .negotiation import choose, instance_offers
 from .read_ahead import GROUP_BYTES, Group, bodies_ahead, plan_groups
+from .sendfile_response import SendfileResponse, multipart_batches, sendable, single_batches
 from .state import WadoState, wado_state
 
 DICOM = "application/dicom"
@@ -106,31 +108,36 @@ async def _retrieve(request: Request, target: Target) -> Response:
     bodies = InstanceBodies(runtime, state, offer.transfer_syntax or AS_STORED)
     first = await bodies.body(rows[0])
     state.access.record(runtime, {row.study_pk for row in rows})
+    sender = file_sender(request.scope) if sendable(first) else None
     if offer.media_type.essence != MULTIPART_RELATED.essence:
         media = f"{DICOM}; transfer-syntax={bodies.syntax_of(rows[0])}"
-        length = {"Content-Length": str(rows[0].size_bytes)} if bodies.streams(rows[0]) else None
-        return StreamingResponse(_as_stream(first), headers=length, media_type=media)
+        if sender is not None and isinstance(first, BlobReader):
+            batches = single_batches(first)
+            return SendfileResponse(batches, sender, length=first.length, media_type=media)
+        sized = {"Content-Length": str(rows[0].size_bytes)} if bodies.streams(rows[0]) else None
+        return StreamingResponse(_as_stream(first), headers=sized, media_type=media)
     boundary = new_boundary()
     single_syntax = {bodies.syntax_of(row) for row in rows}
     label = next(iter(single_syntax)) if len(single_syntax) == 1 else None
+    media = multipart_content_type(DICOM, boundary, label)
+    length = _length(bodies, rows, boundary)
+    if sender is not None and length is not None:
+        batches = multipart_batches(_parts(bodies, rows, first), boundary)
+        return SendfileResponse(batches, sender, length=length, media_type=media)
     return StreamingResponse(
         write_multipart(_parts(bodies, rows, first), boundary),
-        headers=_length_header(bodies, rows, boundary),
-        media_type=multipart_content_type(DICOM, boundary, label),
+        headers=None if length is None else {"Content-Length": str(length)},
+        media_type=media,
     )
 
 
-def _length_header(
-    bodies: InstanceBodies, rows: Sequence[Row], boundary: str
-) -> dict[str, str] | None:
-    """Content-Length when every instance goes out as stored (sizes known up front).
-
-    A body of known length is sent as is, without chunked framing.
-    """
+def _length(bodies: InstanceBodies, rows: Sequence[Row], boundary: str) -> int | None:
+    """The body's length when every instance goes out as stored (sizes known up
+    front); a body of known length is sent as is, without chunked framing."""
     if not all(bodies.streams(row) for row in rows):
         return None
     parts = [(bodies.part(row, b"").content_type, row.size_bytes) for row in rows]
-    return {"Content-Length": str(multipart_length(parts, boundary))}
+    return multipart_length(parts, boundary)
 
 
 async def _as_stream(body: Body) -> AsyncIterator[Chunk]:

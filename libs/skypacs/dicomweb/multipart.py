@@ -325,22 +325,39 @@ def _header_block(part: OutPart, cache: dict[str, bytes] | None = None) -> bytes
     return "".join(lines).encode("utf-8") + CRLF
 
 
-async def write_multipart(
-    parts: AsyncIterable[OutPart], boundary: str
-) -> AsyncIterator[bytes | memoryview]:
-    """Serialize ``parts`` as a multipart body.
+class MultipartFraming:
+    """The bytes around the parts of one multipart body, in the order they go out.
 
     Each part starts with a header spelled exactly ``Content-Type:`` (cornerstone
     matches it case-sensitively); lines end in CRLF; the body starts directly
-    with the first delimiter and ends with ``--boundary--`` CRLF.
+    with the first delimiter and ends with ``--boundary--`` CRLF. Parts without
+    extra fields share the header block of their Content-Type.
     """
-    dash_boundary = b"--" + validate_boundary(boundary).encode("ascii")
-    separator = dash_boundary + CRLF
-    blocks: dict[str, bytes] = {}
+
+    def __init__(self, boundary: str) -> None:
+        self._dash_boundary = b"--" + validate_boundary(boundary).encode("ascii")
+        self._separator = self._dash_boundary + CRLF
+        self._blocks: dict[str, bytes] = {}
+
+    def head(self, part: OutPart) -> bytes:
+        """The delimiter before ``part`` (CRLF-led after the first) and its header block."""
+        header = self._separator + _header_block(part, self._blocks)
+        self._separator = CRLF + self._dash_boundary + CRLF
+        return header
+
+    def close(self) -> bytes:
+        """The closing delimiter, after the last part."""
+        return self._separator[: -len(CRLF)] + b"--" + CRLF
+
+
+async def write_multipart(
+    parts: AsyncIterable[OutPart], boundary: str
+) -> AsyncIterator[bytes | memoryview]:
+    """Serialize ``parts`` as a multipart body (see :class:`MultipartFraming`)."""
+    framing = MultipartFraming(boundary)
     try:
         async for part in parts:
-            header = separator + _header_block(part, blocks)
-            separator = CRLF + dash_boundary + CRLF
+            header = framing.head(part)
             body = part.body
             if isinstance(body, bytes):
                 if len(body) <= _COALESCE_BYTES:
@@ -358,7 +375,7 @@ async def write_multipart(
                 await _release(body)
     finally:
         await _release(parts)
-    yield separator[: -len(CRLF)] + b"--" + CRLF
+    yield framing.close()
 
 
 async def _release(source: object) -> None:

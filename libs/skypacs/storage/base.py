@@ -117,8 +117,11 @@ class BlobReader:
     """A streamed byte range of one object: an async iterable of :data:`Chunk`.
 
     ``size`` is the whole object's size; ``start``/``end`` the resolved range.
-    The reader releases its file or connection when iteration ends, on error,
-    or on :meth:`aclose` (also called when used as an async context manager).
+    ``descriptor`` is the open file the range lies in, when the store has one
+    (the filesystem store): a server may hand ``[start, end)`` of it to the
+    kernel (``sendfile``) instead of iterating the chunks. The reader releases
+    its file or connection when iteration ends, on error, or on :meth:`aclose`
+    (also called when used as an async context manager).
     """
 
     def __init__(
@@ -129,8 +132,10 @@ class BlobReader:
         end: int,
         chunks: AsyncIterator[Chunk],
         on_close: Callable[[], Awaitable[None]] | None = None,
+        descriptor: int | None = None,
     ) -> None:
         self.size = size
+        self.descriptor = descriptor
         self.start = start
         self.end = end
         self._chunks = chunks

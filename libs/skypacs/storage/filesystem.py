@@ -219,6 +219,7 @@ class FilesystemBlobStore:
 
     def __init__(self, root: Path, *, fsync: bool = True, read_chunk_bytes: int) -> None:
         self._root = root
+        self._root_name = os.fspath(root).rstrip("/") or "/"
         self._fsync = fsync
         self._chunk = read_chunk_bytes
         self._cached = _CachedReads()
@@ -229,6 +230,10 @@ class FilesystemBlobStore:
 
     def _stem(self, key: str) -> Path:
         return self._root / validate_key(key)
+
+    def _data_path(self, key: str) -> str:
+        """The object's data file (a plain string: reads open many per request)."""
+        return f"{self._root_name}/{validate_key(key)}{DATA_SUFFIX}"
 
     async def put(
         self, key: str, chunks: AsyncIterable[bytes], *, storage_class: str | None = None
@@ -356,9 +361,9 @@ class FilesystemBlobStore:
         from the page cache on the event loop, or read in a worker thread when
         not there yet (see :class:`_CachedReads`).
         """
-        stem = self._stem(key)
+        path = self._data_path(key)
         check_range_bounds(start, end)
-        opened = await self._off_loop(self._open_range, key, stem, start, end)
+        opened = await self._off_loop(self._open_range, key, path, start, end)
         return self._reader(opened)
 
     async def open_many(self, keys: Sequence[str]) -> builtins.list[BlobReader]:
@@ -369,8 +374,8 @@ class FilesystemBlobStore:
         series retrieve) costs one hop per group rather than per object.
         Raises :class:`BlobNotFound` (nothing left open) if any key is missing.
         """
-        stems = [(key, self._stem(key)) for key in keys]
-        opened = await self._off_loop(self._open_all, stems)
+        paths = [(key, self._data_path(key)) for key in keys]
+        opened = await self._off_loop(self._open_all, paths)
         return [self._reader(item) for item in opened]
 
     async def _off_loop(self, opener: Callable[..., _Opened], *args: Any) -> _Opened:
@@ -392,21 +397,23 @@ class FilesystemBlobStore:
             os.close(fd)
 
         chunks = self._read_chunks(lane, fd, first, last)
-        return BlobReader(size=size, start=first, end=last, chunks=chunks, on_close=close)
+        return BlobReader(
+            size=size, start=first, end=last, chunks=chunks, on_close=close, descriptor=fd
+        )
 
-    def _open_all(self, stems: builtins.list[tuple[str, Path]]) -> builtins.list[_OpenedRange]:
+    def _open_all(self, paths: builtins.list[tuple[str, str]]) -> builtins.list[_OpenedRange]:
         opened: builtins.list[_OpenedRange] = []
         try:
-            for key, stem in stems:
-                opened.append(self._open_range(key, stem, 0, None))
+            for key, path in paths:
+                opened.append(self._open_range(key, path, 0, None))
         except BaseException:
             _close_opened(opened)
             raise
         return opened
 
-    def _open_range(self, key: str, stem: Path, start: int, end: int | None) -> _OpenedRange:
+    def _open_range(self, key: str, path: str, start: int, end: int | None) -> _OpenedRange:
         """Open the object, resolve the range and start reading it ahead."""
-        fd, size = self._open_data(key, stem)
+        fd, size = self._open_data(key, path)
         try:
             first, last = resolve_range(size, start, end)
         except BaseException:
@@ -416,9 +423,9 @@ class FilesystemBlobStore:
         return fd, size, first, last
 
     @staticmethod
-    def _open_data(key: str, stem: Path) -> tuple[int, int]:
+    def _open_data(key: str, path: str) -> tuple[int, int]:
         try:
-            fd = os.open(stem.with_name(stem.name + DATA_SUFFIX), os.O_RDONLY | os.O_CLOEXEC)
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except _MISSING:
             raise BlobNotFound(f"no blob {key!r}") from None
         try:

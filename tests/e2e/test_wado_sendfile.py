@@ -1,0 +1,123 @@
+"""Retrieves from a real ``skypacs serve`` on filesystem blobs, sent with ``sendfile``."""
+
+from __future__ import annotations
+
+import socket
+from urllib.parse import urlsplit
+
+import httpx
+import numpy as np
+import pydicom
+import pytest
+from dicomweb_client.api import DICOMwebClient
+from pydicom.uid import generate_uid
+
+from tests.fixtures.raw_http import content_length, read_response
+from tests.fixtures.skypacs import ServerProcess
+from tests.integration.stow_helpers import as_stored, ct_small, part10, with_new_uids
+
+pytestmark = pytest.mark.integration
+
+AS_STORED = 'multipart/related; type="application/dicom"; transfer-syntax=*'
+#: Frames of the large instance: 128x128 16-bit each, 16 MiB in all.
+LARGE_FRAMES = 512
+
+
+def _series() -> list[pydicom.Dataset]:
+    """Three CT_small instances and a 16 MiB multi-frame one, in one new series."""
+    study, series = generate_uid(), generate_uid()
+    small = [with_new_uids(ct_small(), study=study, series=series) for _ in range(3)]
+    large = with_new_uids(ct_small(), study=study, series=series)
+    frame = large.pixel_array.astype(np.int16)
+    stack = np.stack([np.roll(frame, shift, axis=1) for shift in range(LARGE_FRAMES)])
+    large.NumberOfFrames = LARGE_FRAMES
+    large.PixelData = stack.tobytes()
+    return [*small, large]
+
+
+@pytest.fixture(scope="module")
+def stored(skypacs_server: ServerProcess) -> list[pydicom.Dataset]:
+    datasets = _series()
+    DICOMwebClient(url=skypacs_server.dicomweb).store_instances(datasets=datasets)
+    return datasets
+
+
+def _series_url(server: ServerProcess, ds: pydicom.Dataset) -> str:
+    return f"{server.dicomweb}/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}"
+
+
+def _parts(response: httpx.Response) -> list[bytes]:
+    boundary = response.headers["content-type"].split("boundary=")[1].split(";")[0].strip('"')
+    body = response.content
+    assert body.endswith(f"--{boundary}--\r\n".encode())
+    chunks = body.split(f"--{boundary}".encode())[1:-1]
+    return [chunk.split(b"\r\n\r\n", 1)[1].removesuffix(b"\r\n") for chunk in chunks]
+
+
+def test_series_and_instance_come_back_byte_for_byte(
+    skypacs_server: ServerProcess, stored: list[pydicom.Dataset]
+) -> None:
+    expected = sorted(as_stored(part10(ds)) for ds in stored)
+    response = httpx.get(_series_url(skypacs_server, stored[0]), headers={"Accept": AS_STORED})
+    assert response.status_code == 200
+    assert int(response.headers["content-length"]) == len(response.content)
+    assert sorted(_parts(response)) == expected
+
+    large = stored[-1]
+    url = f"{_series_url(skypacs_server, large)}/instances/{large.SOPInstanceUID}"
+    single = httpx.get(url, headers={"Accept": "application/dicom; transfer-syntax=*"})
+    assert single.status_code == 200
+    assert single.content == as_stored(part10(large))
+
+
+def test_dicomweb_client_reads_the_series(
+    skypacs_server: ServerProcess, stored: list[pydicom.Dataset]
+) -> None:
+    client = DICOMwebClient(url=skypacs_server.dicomweb)
+    first = stored[0]
+    served = client.retrieve_series(first.StudyInstanceUID, first.SeriesInstanceUID)
+    by_uid = {str(ds.SOPInstanceUID): ds for ds in served}
+    assert set(by_uid) == {str(ds.SOPInstanceUID) for ds in stored}
+    for original in stored:
+        pixels = by_uid[str(original.SOPInstanceUID)].pixel_array
+        assert np.array_equal(pixels, original.pixel_array)
+
+
+def _raw_get(url: str, accept: str) -> socket.socket:
+    parts = urlsplit(url)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
+    sock.connect((parts.hostname or "", parts.port or 80))
+    request = f"GET {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\nAccept: {accept}\r\n\r\n"
+    sock.sendall(request.encode())
+    return sock
+
+
+def test_a_slow_reader_gets_every_byte(
+    skypacs_server: ServerProcess, stored: list[pydicom.Dataset]
+) -> None:
+    large = stored[-1]
+    url = f"{_series_url(skypacs_server, large)}/instances/{large.SOPInstanceUID}"
+    with _raw_get(url, "application/dicom; transfer-syntax=*") as sock:
+        head, body = read_response(sock, read_bytes=4096)
+    assert content_length(head) == len(body)
+    assert body == as_stored(part10(large))
+
+
+def test_a_client_leaving_mid_body_leaves_the_server_well(
+    skypacs_server: ServerProcess, stored: list[pydicom.Dataset]
+) -> None:
+    url = _series_url(skypacs_server, stored[0])
+    log_start = skypacs_server.log_path.stat().st_size
+    for _ in range(3):
+        with _raw_get(url, AS_STORED) as sock:
+            sock.recv(65536)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00" * 2)
+    response = httpx.get(url, headers={"Accept": AS_STORED})
+    assert response.status_code == 200
+    assert len(_parts(response)) == len(stored)
+    with skypacs_server.log_path.open("rb") as log_file:
+        log_file.seek(log_start)
+        log = log_file.read().decode(errors="replace")
+    assert "Traceback" not in log
+    assert "Exception in ASGI application" not in log
