@@ -222,6 +222,8 @@ class AuthSettings(BaseModel):
     oidc: OidcSettings = OidcSettings()
     audit_queue_size: int = Field(default=100_000, ge=100)
     audit_batch_size: int = Field(default=500, ge=1, le=10_000)
+    #: How long the audit writer gathers records before writing a batch.
+    audit_linger_s: float = Field(default=0.1, ge=0, le=5)
 
     @property
     def enforced(self) -> bool:

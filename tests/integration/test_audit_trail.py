@@ -10,15 +10,18 @@ import json
 import logging
 import os
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
 
+from skypacs.index.audit_log import AuditRow
 from skypacs.index.pool import init_connection
 from skypacs.observability import AUDIT_LOGGER
 from skypacs.security.api_keys import create_api_key
+from skypacs.security.audit import AuditTrail
 from tests.integration.auth_helpers import (
     archive_settings,
     audit_rows,
@@ -175,3 +178,36 @@ async def test_skypacs_audit_lists_and_filters(pg_dsn: str, trail: dict[str, Any
     assert out.count("apikey:viewer") == 1
     code, out = await skypacs_cli(pg_dsn, "audit", "--since", "2999-01-01")
     assert (code, out.strip()) == (0, "no audit records")
+
+
+def _row(request_id: str) -> AuditRow:
+    return AuditRow(
+        occurred_at=datetime.now(UTC), request_id=request_id, subject="anonymous",
+        key_name=None, auth_method="none", role="admin", action="retrieve", method="GET",
+        route="/dicom-web/studies/{study}", study_uid="1.2.3", series_uid=None,
+        sop_instance_uid=None, query=None, client_address="127.0.0.1", status=200,
+        outcome="success",
+    )  # fmt: skip
+
+
+async def _writes(pool: asyncpg.Pool, request_ids: list[str]) -> int:
+    """How many transactions wrote the rows of ``request_ids`` (one per batch)."""
+    return int(
+        await pool.fetchval(
+            "SELECT count(DISTINCT xmin::text) FROM audit_log WHERE request_id = ANY($1)",
+            request_ids,
+        )
+    )
+
+
+@pytest.mark.parametrize(("linger_s", "writes"), [(1.0, 1), (0.0, 3)])
+async def test_records_of_a_moment_share_one_write(
+    pg_pool: asyncpg.Pool, linger_s: float, writes: int
+) -> None:
+    trail = AuditTrail(lambda: pg_pool, queue_size=100, batch_size=100, linger_s=linger_s)
+    request_ids = [f"linger-{linger_s}-{n}" for n in range(3)]
+    for request_id in request_ids:
+        trail.record(_row(request_id))
+        await asyncio.sleep(0.1)
+    await trail.aclose()
+    assert await _writes(pg_pool, request_ids) == writes

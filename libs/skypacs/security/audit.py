@@ -5,7 +5,8 @@ Each record goes two ways: a structured line on the ``skypacs.audit`` logger
 request id, but no UIDs or query strings) and a row with the UIDs in the
 append-only ``audit_log`` table. Rows are
 queued (bounded) and written in batches by a background task, off the request
-path; a full queue or a failed write is counted in
+path, which waits a moment (``audit_linger_s``) to gather the records of the
+requests of that moment into one write; a full queue or a failed write is counted in
 ``skypacs_audit_records_dropped_total`` and logged, never lost silently.
 :meth:`AuditTrail.aclose` flushes the queue on shutdown.
 """
@@ -78,10 +79,13 @@ def note_instances(state: Any, instances: Iterable[InstanceRef]) -> None:
 class AuditTrail:
     """A bounded queue of audit rows drained in batches into the index."""
 
-    def __init__(self, pool_source: PoolSource, *, queue_size: int, batch_size: int) -> None:
+    def __init__(
+        self, pool_source: PoolSource, *, queue_size: int, batch_size: int, linger_s: float = 0.0
+    ) -> None:
         self._pool_source = pool_source
         self._queue: asyncio.Queue[AuditRow] = asyncio.Queue(maxsize=queue_size)
         self._batch_size = batch_size
+        self._linger_s = linger_s
         self._writer: asyncio.Task[None] | None = None
 
     def record(self, row: AuditRow) -> None:
@@ -106,6 +110,10 @@ class AuditTrail:
         return batch
 
     async def _drain(self) -> None:
+        """Write what is queued; the first batch waits ``linger_s`` so the records
+        of the requests of that moment share one write."""
+        if self._linger_s > 0:
+            await asyncio.sleep(self._linger_s)
         while batch := self._take_batch():
             await self._write(batch)
 

@@ -45,7 +45,10 @@ class SecurityGuard:
             jwks = JwksCache(auth.oidc, client)
             verifier = OidcVerifier(auth.oidc, jwks)
         trail = AuditTrail(
-            pool_source, queue_size=auth.audit_queue_size, batch_size=auth.audit_batch_size
+            pool_source,
+            queue_size=auth.audit_queue_size,
+            batch_size=auth.audit_batch_size,
+            linger_s=auth.audit_linger_s,
         )
         authenticator = Authenticator(auth, pool_source, verifier)
         return cls(settings, authenticator, trail, jwks, client)
