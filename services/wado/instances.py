@@ -80,14 +80,15 @@ class InstanceBodies:
 
 
 async def _parts(
-    bodies: InstanceBodies, rows: Sequence[Row], first: Body
+    bodies: InstanceBodies, rows: Sequence[Row], groups: Sequence[Group], first: Sequence[Body]
 ) -> AsyncIterator[OutPart]:
-    """One part per row; the next group of stored instances is opened while one is sent."""
+    """One part per row; ``first`` holds the bodies of the first group, and the
+    next group of stored instances is opened while one is sent."""
 
     async def opener(group: Group) -> Sequence[Body]:
         return await bodies.group(rows[group.start : group.stop])
 
-    ahead = bodies_ahead(bodies.plan(rows), [first], opener)
+    ahead = bodies_ahead(groups, first, opener)
     try:
         position = 0
         async for body in ahead:
@@ -106,7 +107,9 @@ async def _retrieve(request: Request, target: Target) -> Response:
     syntaxes = {row.transfer_syntax_uid for row in rows}
     offer = choose(request, instance_offers(syntaxes, single=len(rows) == 1))
     bodies = InstanceBodies(runtime, state, offer.transfer_syntax or AS_STORED)
-    first = await bodies.body(rows[0])
+    groups = bodies.plan(rows)
+    opened = await bodies.group(rows[groups[0].start : groups[0].stop])
+    first = opened[0]
     state.access.record(runtime, {row.study_pk for row in rows})
     sender = file_sender(request.scope) if sendable(first) else None
     if offer.media_type.essence != MULTIPART_RELATED.essence:
@@ -122,10 +125,10 @@ async def _retrieve(request: Request, target: Target) -> Response:
     media = multipart_content_type(DICOM, boundary, label)
     length = _length(bodies, rows, boundary)
     if sender is not None and length is not None:
-        batches = multipart_batches(_parts(bodies, rows, first), boundary)
+        batches = multipart_batches(_parts(bodies, rows, groups, opened), boundary)
         return SendfileResponse(batches, sender, length=length, media_type=media)
     return StreamingResponse(
-        write_multipart(_parts(bodies, rows, first), boundary),
+        write_multipart(_parts(bodies, rows, groups, opened), boundary),
         headers=None if length is None else {"Content-Length": str(length)},
         media_type=media,
     )

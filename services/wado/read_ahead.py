@@ -6,7 +6,9 @@ rows are cut into groups of consecutive instances of bounded count and total
 size, each group is opened at once (one hop that also starts the kernel's
 read-ahead, or concurrent requests), and the next group is opened while the
 current one is sent. A group holds descriptors or response streams, not
-object bytes, so memory does not grow with the study.
+object bytes, so memory does not grow with the study. The first group is
+opened before the response starts, so a missing object still gets an error
+status, and it is kept small so that the answer starts soon.
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ from skypacs.storage import BlobReader
 GROUP_BYTES = 32 * 1024 * 1024
 #: Descriptors or connections held by one group.
 MAX_GROUP = 32
+#: Rows of the first group, opened before the response starts: enough to send
+#: while the next group opens, few enough to start the answer soon.
+FIRST_GROUP = 8
 
 T = TypeVar("T")
 
@@ -42,16 +47,18 @@ class Group:
 
 
 def plan_groups(sizes: Sequence[int], streamed: Sequence[bool], budget: int) -> list[Group]:
-    """Cut rows into groups: the first row alone (it is opened before the response
-    starts), then runs of at most :data:`MAX_GROUP` streamed rows whose sizes fit
-    ``budget`` (a larger row goes alone); every converted row is a group of its own."""
+    """Cut rows into groups: runs of streamed rows whose sizes fit ``budget`` (a
+    larger row goes alone), at most :data:`FIRST_GROUP` in the first group (it is
+    opened before the response starts) and :data:`MAX_GROUP` in the others; every
+    converted row is a group of its own."""
     groups: list[Group] = []
     position = 0
     while position < len(sizes):
         stop = position + 1
-        if streamed[position] and position > 0:
+        if streamed[position]:
+            most = FIRST_GROUP if position == 0 else MAX_GROUP
             held = sizes[position]
-            while stop < len(sizes) and streamed[stop] and stop - position < MAX_GROUP:
+            while stop < len(sizes) and streamed[stop] and stop - position < most:
                 held += sizes[stop]
                 if held > budget:
                     break

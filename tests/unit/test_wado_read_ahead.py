@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Sequence
 import pytest
 
 from skypacs.services.wado.read_ahead import (
+    FIRST_GROUP,
     MAX_GROUP,
     Group,
     bodies_ahead,
@@ -19,27 +20,35 @@ pytestmark = pytest.mark.unit
 MB = 1024 * 1024
 
 
-def test_first_row_goes_alone_then_streamed_rows_share_groups() -> None:
-    groups = plan_groups([MB] * 5, [True] * 5, budget=4 * MB)
-    assert groups == [Group(0, 1, True), Group(1, 5, True)]
+def test_the_first_group_is_small_then_streamed_rows_share_groups() -> None:
+    count = FIRST_GROUP + 5
+    groups = plan_groups([MB] * count, [True] * count, budget=64 * MB)
+    assert groups == [Group(0, FIRST_GROUP, True), Group(FIRST_GROUP, count, True)]
 
 
 def test_groups_respect_the_budget_and_the_count() -> None:
     assert plan_groups([MB] * 6, [True] * 6, budget=2 * MB) == [
-        Group(0, 1, True),
-        Group(1, 3, True),
-        Group(3, 5, True),
-        Group(5, 6, True),
+        Group(0, 2, True),
+        Group(2, 4, True),
+        Group(4, 6, True),
     ]
-    count = MAX_GROUP * 2 + 1
+    count = FIRST_GROUP + MAX_GROUP * 2
     many = plan_groups([1] * count, [True] * count, budget=MB)
-    assert [g.stop - g.start for g in many] == [1, MAX_GROUP, MAX_GROUP]
-    assert plan_groups([10 * MB, MB], [True, True], budget=MB)[1] == Group(1, 2, True)
+    assert [g.stop - g.start for g in many] == [FIRST_GROUP, MAX_GROUP, MAX_GROUP]
+    assert plan_groups([10 * MB, MB], [True, True], budget=MB) == [
+        Group(0, 1, True),
+        Group(1, 2, True),
+    ]
 
 
 def test_converted_rows_are_groups_of_their_own() -> None:
-    groups = plan_groups([1, 1, 1, 1], [True, True, False, True], budget=MB)
-    assert groups == [Group(0, 1, True), Group(1, 2, True), Group(2, 3, False), Group(3, 4, True)]
+    groups = plan_groups([1, 1, 1, 1, 1], [False, True, True, False, True], budget=MB)
+    assert groups == [
+        Group(0, 1, False),
+        Group(1, 3, True),
+        Group(3, 4, False),
+        Group(4, 5, True),
+    ]
 
 
 async def _chunks(data: bytes) -> AsyncIterator[bytes]:
@@ -61,7 +70,8 @@ async def test_bodies_come_in_row_order() -> None:
         return [_reader(name) for name in names[group.start : group.stop]]
 
     seen: list[str] = []
-    async for body in bodies_ahead(groups, [_reader(names[0])], opener):
+    first = [_reader(name) for name in names[groups[0].start : groups[0].stop]]
+    async for body in bodies_ahead(groups, first, opener):
         if isinstance(body, bytes):
             seen.append(body.decode())
         else:
@@ -78,8 +88,8 @@ async def test_bodies_not_handed_out_are_closed() -> None:
         return readers
 
     groups = plan_groups([1] * 10, [True] * 10, budget=4)
-    first = _reader("0")
-    ahead = bodies_ahead(groups, [first], opener)
+    first = await opener(groups[0])
+    ahead = bodies_ahead(groups, first, opener)
     taken = [await anext(ahead), await anext(ahead)]
     await ahead.aclose()
     handed_out = {id(body) for body in taken}
