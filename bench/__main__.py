@@ -16,7 +16,7 @@ from types import FrameType
 from .corpus import Corpus, CorpusSpec, generate
 from .load import LoadOptions
 from .results_file import RESULTS_DIR, write_results
-from .runner import SERVER_CHOICES, ServerRun, run_server, say, selected_servers
+from .runner import SERVER_CHOICES, run_servers, say, selected_servers
 from .stats import megabytes
 from .table import HEADER_NOTE, footnotes, render, table_rows
 
@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--work-dir",
         type=Path,
         default=Path(tempfile.gettempdir()) / "skypacs-bench",
-        help="fresh server data dirs, removed after each server unless --keep-data",
+        help="fresh server data dirs, removed after the run unless --keep-data",
     )
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
     parser.add_argument("--keep-data", action="store_true", help="keep server data dirs")
@@ -133,10 +133,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     say(f"corpus: writing or reusing {spec.instance_count} instances under {corpus_root}")
     corpus = generate(spec, corpus_root)
     run_root = args.work_dir / f"run-{started:%Y%m%dT%H%M%SZ}"
-    runs: list[ServerRun] = []
     try:
-        for label in selected_servers(names):
-            runs.append(run_server(label, run_root, corpus, options, timeout, args.keep_data))
+        runs = run_servers(selected_servers(names), run_root, corpus, options, timeout)
     except KeyboardInterrupt:
         say("interrupted: servers stopped, no results written")
         return 130

@@ -1,12 +1,11 @@
-"""Run every phase against one server after another, with bounded time per phase."""
+"""Run every phase against each server in turn, with bounded time per phase."""
 
 from __future__ import annotations
 
 import asyncio
-import shutil
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, AsyncExitStack, ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -68,22 +67,46 @@ async def run_phase(ctx: LoadContext, phase: Phase, timeout_s: float) -> list[Fi
         return phase.unavailable(f"error ({type(failures.exceptions[0]).__name__})")
 
 
-async def run_phases(
-    server: RunningServer, corpus: Corpus, options: LoadOptions, timeout_s: float
-) -> ServerRun:
-    result = ServerRun(server.label, versions=server.versions, settings=server.settings)
-    sampler = MemorySampler(server)
+@dataclass
+class Contestant:
+    """A started server and what measures it during the run."""
+
+    server: RunningServer
+    result: ServerRun
+    ctx: LoadContext
+    sampler: MemorySampler
+
+
+async def measure_phase(contestant: Contestant, phase: Phase, timeout_s: float) -> None:
+    """One phase on one server, with its peak memory."""
+    server, result, sampler = contestant.server, contestant.result, contestant.sampler
+    say(f"  {server.label}: {phase.name}")
+    async with sampler.phase(phase.name):
+        result.figures.extend(await run_phase(contestant.ctx, phase, timeout_s))
+    peak = sampler.peaks[phase.name].as_megabytes()
+    result.memory[phase.name] = peak
+    result.figures.append(memory_figure(phase.name, peak))
+
+
+async def run_interleaved(
+    servers: list[RunningServer], corpus: Corpus, options: LoadOptions, timeout_s: float
+) -> list[ServerRun]:
+    """Every phase on every server in turn, so a phase's figures are taken seconds
+    apart: a machine whose speed drifts over minutes then skews no comparison."""
     connections = max(options.stow_clients, options.frame_concurrency)
-    async with make_client(connections) as client, sampler.running():
-        ctx = LoadContext(client, server.dicomweb, corpus, options)
+    async with AsyncExitStack() as stack:
+        contestants: list[Contestant] = []
+        for server in servers:
+            client = await stack.enter_async_context(make_client(connections))
+            sampler = MemorySampler(server)
+            await stack.enter_async_context(sampler.running())
+            result = ServerRun(server.label, versions=server.versions, settings=server.settings)
+            ctx = LoadContext(client, server.dicomweb, corpus, options)
+            contestants.append(Contestant(server, result, ctx, sampler))
         for phase in PHASES:
-            say(f"  {server.label}: {phase.name}")
-            async with sampler.phase(phase.name):
-                result.figures.extend(await run_phase(ctx, phase, timeout_s))
-            peak = sampler.peaks[phase.name].as_megabytes()
-            result.memory[phase.name] = peak
-            result.figures.append(memory_figure(phase.name, peak))
-    return result
+            for contestant in contestants:
+                await measure_phase(contestant, phase, timeout_s)
+    return [contestant.result for contestant in contestants]
 
 
 def say(line: str) -> None:
@@ -109,27 +132,28 @@ LAUNCHERS: dict[str, Launcher] = {
 }
 
 
-def run_server(
-    label: str,
-    run_root: Path,
-    corpus: Corpus,
-    options: LoadOptions,
-    timeout_s: float,
-    keep_data: bool,
-) -> ServerRun:
-    """Start one server on fresh data, measure it, stop it (also on Ctrl-C or error)."""
-    root = run_root / label.lower()
-    root.mkdir(parents=True, exist_ok=True)
-    try:
-        with LAUNCHERS[label](root) as server:
+def run_servers(
+    labels: list[str], run_root: Path, corpus: Corpus, options: LoadOptions, timeout_s: float
+) -> list[ServerRun]:
+    """Start every server on fresh data, measure them phase by phase, stop them
+    (also on Ctrl-C or error). A server that cannot start is reported, not fatal."""
+    with ExitStack() as stack:
+        started: list[RunningServer] = []
+        failed: dict[str, ServerRun] = {}
+        for label in labels:
+            root = run_root / label.lower()
+            root.mkdir(parents=True, exist_ok=True)
+            try:
+                server = stack.enter_context(LAUNCHERS[label](root))
+            except (LaunchError, OSError) as exc:
+                say(f"{label}: not measured: {exc}")
+                failed[label] = ServerRun(label, error=str(exc))
+                continue
             say(f"{label}: ready at {server.dicomweb}")
-            return asyncio.run(run_phases(server, corpus, options, timeout_s))
-    except (LaunchError, OSError) as exc:
-        say(f"{label}: not measured: {exc}")
-        return ServerRun(label, error=str(exc))
-    finally:
-        if not keep_data:
-            shutil.rmtree(root, ignore_errors=True)
+            started.append(server)
+        measured = asyncio.run(run_interleaved(started, corpus, options, timeout_s))
+    by_label = {run.label: run for run in measured} | failed
+    return [by_label[label] for label in labels]
 
 
 def selected_servers(names: list[str]) -> list[str]:
