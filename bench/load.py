@@ -21,6 +21,8 @@ class LoadOptions:
 
     repeat: int = 30
     runs: int = 5
+    #: Series retrieves behind the throughput figure (each lasts some 10-20 ms).
+    retrieves: int = 100
     batch_size: int = 10
     stow_clients: int = 4
     frame_concurrency: int = 6

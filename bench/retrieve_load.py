@@ -58,17 +58,18 @@ async def run_frames(ctx: LoadContext) -> list[Figure]:
 
 
 async def run_retrieve(ctx: LoadContext) -> list[Figure]:
-    """Median MB/s over ``repeat`` streamed retrieves of one series (multipart body bytes).
+    """Median MB/s over ``retrieves`` streamed retrieves of one series (multipart
+    body bytes).
 
     One keep-alive connection, as a viewer keeps; its first retrieve warms up.
-    A retrieve lasts some 10-20 ms, so it is repeated as often as a latency
-    figure: five of them moved by a fifth from run to run.
+    A retrieve lasts some 10-20 ms, and single ones ranged over a factor of
+    three on a shared machine, so the median is taken over a hundred.
     """
     expected = ctx.series.size
     rates: list[float] = []
     connection = LeanConnection()
     try:
-        for _ in range(ctx.options.repeat + 1):
+        for _ in range(ctx.options.retrieves + 1):
             reply = await connection.get(ctx.series_url(), SERIES_ACCEPT)
             if reply.status != 200:
                 return RETRIEVE.unavailable(status_note(reply.status))
