@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import os
 import select
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -98,18 +99,29 @@ def _push(sock: int, pieces: Sequence[Piece], cursor: _Cursor, wait_ms: int) -> 
 
 
 class FileSender:
-    """Sends a started response's body bytes straight to the connection's socket."""
+    """Sends a started response's body bytes straight to the connection's socket.
+
+    It holds its request cycle weakly: the cycle's scope holds the sender.
+    """
 
     def __init__(self, transport: asyncio.Transport, cycle: Any) -> None:
         self._transport = transport
-        self._cycle = cycle
+        self._cycle_ref = weakref.ref(cycle)
+
+    @property
+    def _cycle(self) -> Any:
+        cycle = self._cycle_ref()
+        if cycle is None:
+            raise RuntimeError("the request this sender served is over")
+        return cycle
 
     def usable(self) -> bool:
         """Whether a body may go out through :meth:`send` (a GET answered with a
         Content-Length whose headers were sent, on a connection still open)."""
-        cycle = self._cycle
+        cycle = self._cycle_ref()
         return (
-            cycle.response_started
+            cycle is not None
+            and cycle.response_started
             and not cycle.response_complete
             and cycle.chunked_encoding is False
             and cycle.scope["method"] != "HEAD"
@@ -122,10 +134,11 @@ class FileSender:
         Raises :class:`RuntimeError` if the response cannot take them (see
         :meth:`usable`) or they exceed its Content-Length.
         """
-        if self._cycle.disconnected or self._transport.is_closing():
+        cycle = self._cycle
+        if cycle.disconnected or self._transport.is_closing():
             return False
         total = sum(piece_length(piece) for piece in pieces)
-        if not self.usable() or total > self._cycle.expected_content_length:
+        if not self.usable() or total > cycle.expected_content_length:
             raise RuntimeError("file pieces do not fit the response being sent")
         sock = os.dup(self._transport.get_extra_info("socket").fileno())
         lane = ThreadLane()
@@ -133,12 +146,13 @@ class FileSender:
             await self._drain_transport(sock)
             await self._send_all(sock, lane, pieces)
         except _GONE:
-            self._drop_connection()
+            cycle.disconnected = True
+            self._transport.abort()
             return False
         finally:
             await lane.settle()
             os.close(sock)
-        self._cycle.expected_content_length -= total
+        cycle.expected_content_length -= total
         return True
 
     async def _send_all(self, sock: int, lane: ThreadLane, pieces: Sequence[Piece]) -> None:
@@ -153,10 +167,6 @@ class FileSender:
                 raise ConnectionAbortedError("connection closed")
             await _until_writable(sock)
             await asyncio.sleep(0)
-
-    def _drop_connection(self) -> None:
-        self._cycle.disconnected = True
-        self._transport.abort()
 
 
 async def _until_writable(sock: int) -> None:
