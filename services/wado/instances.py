@@ -111,19 +111,16 @@ async def _retrieve(request: Request, target: Target) -> Response:
     opened = await bodies.group(rows[groups[0].start : groups[0].stop])
     first = opened[0]
     state.access.record(runtime, {row.study_pk for row in rows})
-    sender = file_sender(request.scope) if sendable(first) else None
     if offer.media_type.essence != MULTIPART_RELATED.essence:
-        media = f"{DICOM}; transfer-syntax={bodies.syntax_of(rows[0])}"
-        if sender is not None and isinstance(first, BlobReader):
-            batches = single_batches(first)
-            return SendfileResponse(batches, sender, length=first.length, media_type=media)
-        sized = {"Content-Length": str(rows[0].size_bytes)} if bodies.streams(rows[0]) else None
-        return StreamingResponse(_as_stream(first), headers=sized, media_type=media)
+        return body_response(
+            request, first, f"{DICOM}; transfer-syntax={bodies.syntax_of(rows[0])}"
+        )
     boundary = new_boundary()
     single_syntax = {bodies.syntax_of(row) for row in rows}
     label = next(iter(single_syntax)) if len(single_syntax) == 1 else None
     media = multipart_content_type(DICOM, boundary, label)
     length = _length(bodies, rows, boundary)
+    sender = file_sender(request.scope) if sendable(first) else None
     if sender is not None and length is not None:
         batches = multipart_batches(_parts(bodies, rows, groups, opened), boundary)
         return SendfileResponse(batches, sender, length=length, media_type=media)
@@ -141,6 +138,19 @@ def _length(bodies: InstanceBodies, rows: Sequence[Row], boundary: str) -> int |
         return None
     parts = [(bodies.part(row, b"").content_type, row.size_bytes) for row in rows]
     return multipart_length(parts, boundary)
+
+
+def body_response(request: Request, body: Body, media_type: str) -> Response:
+    """One instance alone, with its length: sent from its file when the server can."""
+    if not isinstance(body, BlobReader):
+        return Response(body, media_type=media_type)
+    sender = file_sender(request.scope) if sendable(body) else None
+    if sender is not None:
+        return SendfileResponse(
+            single_batches(body), sender, length=body.length, media_type=media_type
+        )
+    sized = {"Content-Length": str(body.length)}
+    return StreamingResponse(_as_stream(body), headers=sized, media_type=media_type)
 
 
 async def _as_stream(body: Body) -> AsyncIterator[Chunk]:

@@ -18,7 +18,7 @@ from typing import Final
 
 from fastapi import Request
 from starlette.datastructures import QueryParams
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
 from skypacs.dicom.frames import check_frame_numbers
 from skypacs.dicom.render_params import (
@@ -40,7 +40,7 @@ from skypacs.errors import BadRequest, NotAcceptable, NotFound
 from skypacs.http import get_runtime
 from skypacs.index.retrieve import StoredInstance, find_instance
 
-from .instances import InstanceBodies, _as_stream
+from .instances import InstanceBodies, body_response
 from .render_media import CROSS_ORIGIN, image_response
 from .render_source import InstanceRenderer, frame_count, is_pdf, pdf_document
 from .state import wado_state
@@ -194,7 +194,7 @@ async def _dicom(request: Request, row: StoredInstance, syntax: str | None) -> R
         raise NotAcceptable(f"the object cannot be sent in transfer syntax {syntax}")
     runtime = get_runtime(request)
     body = await InstanceBodies(runtime, wado_state(request), syntax).body(row)
-    return StreamingResponse(_as_stream(body), media_type=DICOM)
+    return body_response(request, body, DICOM)
 
 
 async def retrieve_wado_uri(request: Request) -> Response:

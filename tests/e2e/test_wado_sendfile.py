@@ -69,6 +69,20 @@ def test_series_and_instance_come_back_byte_for_byte(
     assert single.status_code == 200
     assert single.content == as_stored(part10(large))
 
+    uri = httpx.get(
+        f"{skypacs_server.dicomweb}/wado",
+        params={
+            "requestType": "WADO",
+            "studyUID": large.StudyInstanceUID,
+            "seriesUID": large.SeriesInstanceUID,
+            "objectUID": large.SOPInstanceUID,
+            "contentType": "application/dicom",
+        },
+    )
+    assert uri.status_code == 200
+    assert int(uri.headers["content-length"]) == len(uri.content)
+    assert uri.content == as_stored(part10(large))
+
 
 def test_dicomweb_client_reads_the_series(
     skypacs_server: ServerProcess, stored: list[pydicom.Dataset]
