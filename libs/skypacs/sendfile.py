@@ -2,7 +2,7 @@
 
 A retrieve of stored instances is nearly all file bytes. Through the ASGI body
 messages each byte is copied from the page cache into a Python buffer and again
-into the socket, and those copies are most of the server's work. With
+into the socket: about a tenth of the server's CPU for a series retrieve. With
 :class:`SendfileHttpToolsProtocol` a plain-HTTP request's scope carries a
 :class:`FileSender` under ``scope["extensions"]["skypacs.sendfile"]``; once the
 response has started with a ``Content-Length``, the app hands it file ranges
@@ -62,7 +62,9 @@ class _Cursor:
 
 
 def piece_length(piece: Piece) -> int:
-    return piece.length if isinstance(piece, FileSpan) else len(piece)
+    if isinstance(piece, FileSpan):
+        return piece.length
+    return piece.nbytes if isinstance(piece, memoryview) else len(piece)
 
 
 def _send_some(sock: int, piece: Piece, done: int) -> int:
@@ -82,19 +84,18 @@ def _push(sock: int, pieces: Sequence[Piece], cursor: _Cursor, wait_ms: int) -> 
     poller: Any = None
     while cursor.piece < len(pieces):
         piece = pieces[cursor.piece]
+        if cursor.done >= piece_length(piece):
+            cursor.piece += 1
+            cursor.done = 0
+            continue
         try:
-            sent = _send_some(sock, piece, cursor.done)
+            cursor.done += _send_some(sock, piece, cursor.done)
         except BlockingIOError:
             if poller is None:
                 poller = select.poll()
                 poller.register(sock, select.POLLOUT)
             if not poller.poll(wait_ms):
                 return False
-            continue
-        cursor.done += sent
-        if cursor.done == piece_length(piece):
-            cursor.piece += 1
-            cursor.done = 0
     return True
 
 

@@ -88,6 +88,8 @@ async def test_pieces_arrive_in_order_and_whole(big_file: Path) -> None:
         pieces: list[Piece] = [
             b"head-",
             FileSpan(fd, 5, 1000),
+            FileSpan(fd, 0, 0),
+            b"",
             memoryview(b"-middle-"),
             FileSpan(fd, 4096, len(data) - 4096),
             b"-tail",
