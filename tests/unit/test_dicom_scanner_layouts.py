@@ -204,6 +204,21 @@ def test_undefined_length_un_and_nested_sequences() -> None:
     assert result.dataset[0x00291001].VR in {"UN", "SQ"}
 
 
+@pytest.mark.parametrize("chunk", [None, 7])
+def test_pixel_data_with_a_short_vr_is_still_pixel_data(chunk: int | None) -> None:
+    head = part10_bytes(image_dataset())
+    data = (
+        head
+        + _explicit_le(0x00291010, b"LO", b"ACME")
+        + _explicit_le(0x7FE00010, b"US", b"\x01\x02\x03\x04")
+    )
+    stored, result = scan(data, chunk)
+    assert stored[128:] == data[128:]
+    assert result.pixel_data is not None
+    assert result.pixel_data.value_length == 4
+    assert result.dataset[0x00291010].value == "ACME"
+
+
 def test_header_bulk_values_are_recorded_not_buffered() -> None:
     overlay = bytes(range(256)) * 8
     ds = image_dataset(Rows=2, Columns=2, BitsAllocated=8, SamplesPerPixel=1, PixelData=b"abcd")

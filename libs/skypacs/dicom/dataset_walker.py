@@ -34,6 +34,8 @@ SHORT_VRS: Final = frozenset(
 )
 BULK_VRS: Final = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
 _NATIVE_PIXEL_VR: Final = {0x7FE00010: "OW", 0x7FE00008: "OF", 0x7FE00009: "OD"}
+#: Group, element, VR and 2-byte length of an explicit VR little endian element.
+_PLAIN_HEADER: Final = struct.Struct("<HH2sH")
 
 
 class _Level(Enum):
@@ -130,7 +132,7 @@ class DatasetWalker:
         done = 0
         try:
             while done < len(view):
-                step = self._step(view, done)
+                step = self._plain_run(view, done) or self._step(view, done)
                 if step == 0:
                     break
                 done += step
@@ -148,6 +150,34 @@ class DatasetWalker:
         if len(self._stack) > 1:
             what = "pixel data" if self._stack[-1].level is _Level.FRAGMENTS else "sequence"
             raise DicomParseError(f"data ends inside an undefined-length {what}")
+
+    def _plain_run(self, view: memoryview, at: int) -> int:
+        """Keep, as they are, the whole top-level elements with a 2-byte length in
+        explicit VR little endian that start at ``at``; return their size.
+
+        Most header elements are such; :meth:`_step` handles the rest (and
+        every element it would treat apart: items, pixel data).
+        """
+        frame = self._stack[0]
+        if self._skip or len(self._stack) != 1 or frame.implicit or not frame.little:
+            return 0
+        if not frame.checked:
+            return 0
+        end = len(view)
+        position = at
+        while end - position >= 8:
+            group, element, vr, length = _PLAIN_HEADER.unpack_from(view, position)
+            if (
+                group == 0xFFFE
+                or vr not in SHORT_VRS
+                or end - position < 8 + length
+                or group << 16 | element in PIXEL_TAGS
+            ):
+                break
+            position += 8 + length
+        if position > at:
+            self._keep(view[at:position])
+        return position - at
 
     def _step(self, view: memoryview, at: int) -> int:
         """Consume one piece from ``view[at:]``; return its size, 0 if more is needed."""
