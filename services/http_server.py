@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import socket
 import sys
@@ -36,8 +37,9 @@ def listening_banner(settings: Settings, host: str, port: int, workers: int = 1)
 
 
 def http_protocol(settings: Settings) -> type[asyncio.Protocol] | str:
-    """uvicorn's httptools protocol with zero-copy file sends, unless turned off."""
-    if not settings.http.sendfile:
+    """uvicorn's httptools protocol with zero-copy file sends, unless turned off
+    (or the platform has no ``sendfile``)."""
+    if not settings.http.sendfile or not hasattr(os, "sendfile"):
         return "auto"
     return SendfileHttpToolsProtocol
 
