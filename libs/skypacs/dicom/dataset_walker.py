@@ -158,10 +158,10 @@ class DatasetWalker:
         Most header elements are such; :meth:`_step` handles the rest (and
         every element it would treat apart: items, pixel data).
         """
-        frame = self._stack[0]
-        if self._skip or len(self._stack) != 1 or frame.implicit or not frame.little:
+        if self._skip or len(self._stack) != 1:
             return 0
-        if not frame.checked:
+        frame = self._stack[0]
+        if frame.implicit or not frame.little or not frame.checked:
             return 0
         end = len(view)
         position = at
