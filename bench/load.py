@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 import httpx
 
@@ -57,6 +58,33 @@ class Phase:
     name: str
     metrics: tuple[Metric, ...]
     run: PhaseRun
+
+    def unavailable(self, reason: str) -> list[Figure]:
+        return [Figure.missing(metric, reason) for metric in self.metrics]
+
+
+State = TypeVar("State")
+
+
+@dataclass(frozen=True)
+class RoundsPhase(Generic[State]):
+    """A phase taken in rounds, each round run on every server in turn.
+
+    For a figure made of many short samples (a series retrieve lasts some 10 ms)
+    a phase run on one server after the other still compares windows a second
+    or two apart, and a shared machine's speed moves within that. Here each
+    round takes a few samples per server, so the servers share every
+    disturbance. ``start`` makes a server's state (kept across rounds), ``take``
+    adds one round's samples to it, ``finish`` turns it into figures and
+    releases it.
+    """
+
+    name: str
+    metrics: tuple[Metric, ...]
+    rounds: Callable[[LoadOptions], int]
+    start: Callable[[LoadContext], State]
+    take: Callable[[LoadContext, State], Awaitable[None]]
+    finish: Callable[[LoadContext, State], Awaitable[list[Figure]]]
 
     def unavailable(self, reason: str) -> list[Figure]:
         return [Figure.missing(metric, reason) for metric in self.metrics]

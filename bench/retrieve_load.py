@@ -1,14 +1,17 @@
-"""Throughput phases: first frames of a series at fixed concurrency, whole-series retrieve."""
+"""Throughput phases: first frames of a series at fixed concurrency, whole-series retrieve
+(taken in rounds across the servers)."""
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections import Counter
+from dataclasses import dataclass, field
 
 from .figures import Figure, Metric
-from .load import LoadContext, Phase, status_note, timed_get
-from .raw_http import LeanConnection
+from .load import LoadContext, LoadOptions, Phase, RoundsPhase, status_note, timed_get
+from .raw_http import LeanConnection, ProtocolError
 from .stats import median, megabytes, rate
 
 #: Frames as stored, no transcoding (PS3.18 §8.7.3.5.2); what OHIF asks for.
@@ -57,30 +60,75 @@ async def run_frames(ctx: LoadContext) -> list[Figure]:
     return [Figure(FRAMES_PER_S, median(rates), detail={"runs": rates})]
 
 
-async def run_retrieve(ctx: LoadContext) -> list[Figure]:
-    """Median MB/s over ``retrieves`` streamed retrieves of one series (multipart
-    body bytes).
+#: Rounds of the series retrieve phase (see :class:`~bench.load.RoundsPhase`).
+RETRIEVE_ROUNDS = 20
 
-    One keep-alive connection, as a viewer keeps; its first retrieve warms up.
-    A retrieve lasts some 10-20 ms, and single ones ranged over a factor of
-    three on a shared machine, so the median is taken over a hundred.
-    """
+
+@dataclass
+class RetrieveState:
+    """One server's series retrieves: one keep-alive connection, as a viewer keeps."""
+
+    connection: LeanConnection = field(default_factory=LeanConnection)
+    rates: list[float] = field(default_factory=list)
+    warm_up: float | None = None
+    failure: str = ""
+
+
+def retrieve_rounds(options: LoadOptions) -> int:
+    return min(RETRIEVE_ROUNDS, options.retrieves)
+
+
+def start_retrieves(ctx: LoadContext) -> RetrieveState:
+    return RetrieveState()
+
+
+async def take_retrieves(ctx: LoadContext, state: RetrieveState) -> None:
+    """One round: this server's share of the ``retrieves`` timed retrieves (the
+    first round also makes one untimed retrieve that warms the connection)."""
+    if state.failure:
+        return
+    share = math.ceil(ctx.options.retrieves / retrieve_rounds(ctx.options))
+    if state.warm_up is None:
+        state.warm_up = await _one_retrieve(ctx, state)
+    for _ in range(share):
+        if state.failure or len(state.rates) >= ctx.options.retrieves:
+            return
+        state.rates.append(await _one_retrieve(ctx, state))
+
+
+async def _one_retrieve(ctx: LoadContext, state: RetrieveState) -> float:
+    """MB/s of one retrieve (multipart body bytes); a wrong answer sets ``failure``."""
     expected = ctx.series.size
-    rates: list[float] = []
-    connection = LeanConnection()
     try:
-        for _ in range(ctx.options.retrieves + 1):
-            reply = await connection.get(ctx.series_url(), SERIES_ACCEPT)
-            if reply.status != 200:
-                return RETRIEVE.unavailable(status_note(reply.status))
-            if reply.size < expected:
-                return RETRIEVE.unavailable(f"short answer ({reply.size} of {expected} bytes)")
-            rates.append(rate(megabytes(reply.size), reply.seconds))
-    finally:
-        await connection.aclose()
-    runs = rates[1:]
-    return [Figure(RETRIEVE_MB_S, median(runs), detail={"runs": runs, "warm_up": rates[0]})]
+        reply = await state.connection.get(ctx.series_url(), SERIES_ACCEPT)
+    except (OSError, ProtocolError) as exc:
+        state.failure = f"error ({type(exc).__name__})"
+        return 0.0
+    if reply.status != 200:
+        state.failure = status_note(reply.status)
+    elif reply.size < expected:
+        state.failure = f"short answer ({reply.size} of {expected} bytes)"
+    return rate(megabytes(reply.size), reply.seconds)
+
+
+async def finish_retrieves(ctx: LoadContext, state: RetrieveState) -> list[Figure]:
+    """The median MB/s: a retrieve lasts some 10-20 ms, and single ones ranged over
+    a factor of three on a shared machine, so it is taken over many."""
+    await state.connection.aclose()
+    if state.failure:
+        return RETRIEVE.unavailable(state.failure)
+    if not state.rates:
+        return RETRIEVE.unavailable("not run")
+    detail = {"runs": state.rates, "warm_up": state.warm_up}
+    return [Figure(RETRIEVE_MB_S, median(state.rates), detail=detail)]
 
 
 FRAMES = Phase(FRAMES_PER_S.phase, (FRAMES_PER_S,), run_frames)
-RETRIEVE = Phase(RETRIEVE_MB_S.phase, (RETRIEVE_MB_S,), run_retrieve)
+RETRIEVE: RoundsPhase[RetrieveState] = RoundsPhase(
+    RETRIEVE_MB_S.phase,
+    (RETRIEVE_MB_S,),
+    rounds=retrieve_rounds,
+    start=start_retrieves,
+    take=take_retrieves,
+    finish=finish_retrieves,
+)

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, AsyncExitStack, ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -16,7 +17,7 @@ from .corpus import Corpus
 from .figures import Figure, Metric
 from .ingest_load import INGEST
 from .large_instance import LARGE
-from .load import LoadContext, LoadOptions, Phase, make_client
+from .load import LoadContext, LoadOptions, Phase, RoundsPhase, make_client
 from .memory import MemorySampler
 from .processes import LaunchError
 from .query_load import METADATA_PHASE, QIDO_PHASES
@@ -26,7 +27,14 @@ from .servers import RunningServer
 from .skypacs_launcher import run_skypacs
 from .table import ORTHANC, SKYPACS_FS, SKYPACS_S3
 
-PHASES: tuple[Phase, ...] = (INGEST, *QIDO_PHASES, METADATA_PHASE, FRAMES, RETRIEVE, LARGE)
+PHASES: tuple[Phase | RoundsPhase[Any], ...] = (
+    INGEST,
+    *QIDO_PHASES,
+    METADATA_PHASE,
+    FRAMES,
+    RETRIEVE,
+    LARGE,
+)
 PEAK_MEMORY = "peak memory"
 SERVER_CHOICES = {"fs": SKYPACS_FS, "s3": SKYPACS_S3, "orthanc": ORTHANC}
 
@@ -83,9 +91,41 @@ async def measure_phase(contestant: Contestant, phase: Phase, timeout_s: float) 
     say(f"  {server.label}: {phase.name}")
     async with sampler.phase(phase.name):
         result.figures.extend(await run_phase(contestant.ctx, phase, timeout_s))
-    peak = sampler.peaks[phase.name].as_megabytes()
-    result.memory[phase.name] = peak
-    result.figures.append(memory_figure(phase.name, peak))
+    record_memory(contestant, phase.name)
+
+
+def record_memory(contestant: Contestant, phase: str) -> None:
+    peak = contestant.sampler.peaks[phase].as_megabytes()
+    contestant.result.memory[phase] = peak
+    contestant.result.figures.append(memory_figure(phase, peak))
+
+
+async def measure_rounds(
+    contestants: list[Contestant], phase: RoundsPhase[Any], timeout_s: float
+) -> None:
+    """A phase in rounds, every round on every server in turn (see :class:`RoundsPhase`);
+    ``timeout_s`` bounds each server's share of a round."""
+    states = [phase.start(contestant.ctx) for contestant in contestants]
+    failures: dict[int, str] = {}
+    rounds = phase.rounds(contestants[0].ctx.options) if contestants else 0
+    for contestant in contestants:
+        say(f"  {contestant.server.label}: {phase.name} ({rounds} rounds, servers in turn)")
+    for _ in range(rounds):
+        for position, contestant in enumerate(contestants):
+            if position in failures:
+                continue
+            async with contestant.sampler.phase(phase.name):
+                try:
+                    async with asyncio.timeout(timeout_s):
+                        await phase.take(contestant.ctx, states[position])
+                except TimeoutError:
+                    failures[position] = f"timeout after {timeout_s:.0f} s"
+    for position, contestant in enumerate(contestants):
+        figures = await phase.finish(contestant.ctx, states[position])
+        if position in failures:
+            figures = phase.unavailable(failures[position])
+        contestant.result.figures.extend(figures)
+        record_memory(contestant, phase.name)
 
 
 async def run_interleaved(
@@ -104,6 +144,9 @@ async def run_interleaved(
             ctx = LoadContext(client, server.dicomweb, corpus, options)
             contestants.append(Contestant(server, result, ctx, sampler))
         for phase in PHASES:
+            if isinstance(phase, RoundsPhase):
+                await measure_rounds(contestants, phase, timeout_s)
+                continue
             for contestant in contestants:
                 await measure_phase(contestant, phase, timeout_s)
     return [contestant.result for contestant in contestants]

@@ -73,3 +73,61 @@ async def test_a_lean_connection_is_kept_alive_between_framed_answers() -> None:
         finally:
             await connection.aclose()
     assert connections == 1
+
+
+def cuts(size: int) -> list[tuple[int, int]]:
+    """Slices of an answer: 7 bytes at a time through the head, the first chunk
+    lines and the end, 4099 bytes at a time elsewhere."""
+    edges = [*range(0, 1200, 7), *range(1200, size - 100, 4099), *range(size - 100, size, 7)]
+    return list(zip(edges, [*edges[1:], size], strict=True))
+
+
+async def dribble(answer: bytes) -> AsyncIterator[str]:
+    """A server writing its answer in small sends (see :func:`cuts`)."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        for start, stop in cuts(len(answer)):
+            writer.write(answer[start:stop])
+            await writer.drain()
+            await asyncio.sleep(0)
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        yield f"http://127.0.0.1:{port}/x"
+
+
+@pytest.mark.parametrize("make", [content_length, chunked])
+async def test_framing_split_across_reads_is_followed(make: Callable[[], bytes]) -> None:
+    async for url in dribble(make()):
+        reply = await stream_get(url, "*/*")
+        assert (reply.status, reply.size) == (200, len(BODY))
+
+
+async def test_a_chunked_answer_with_trailers_leaves_the_connection_clean() -> None:
+    trailer = chunked()[: -len(b"\r\n")] + b"Checksum: 1\r\n\r\n"
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while await reader.readuntil(b"\r\n\r\n"):
+            writer.write(trailer)
+            await writer.drain()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        connection = LeanConnection()
+        try:
+            for _ in range(2):
+                reply = await connection.get(f"http://127.0.0.1:{port}/x", "*/*")
+                assert (reply.status, reply.size) == (200, len(BODY))
+        finally:
+            await connection.aclose()
+
+
+async def test_an_answer_cut_short_is_an_error_not_a_short_count() -> None:
+    cut = content_length()[:-1000]
+    async for url in serve(cut):
+        with pytest.raises(ConnectionError):
+            await stream_get(url, "*/*")
