@@ -72,7 +72,11 @@ class _Receiver(asyncio.BufferedProtocol):
         self._remaining = 0
         self._answer = Answer()
         self._waiter: asyncio.Future[Answer] | None = None
+        self._transport: asyncio.BaseTransport | None = None
         self.closed = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport
 
     def expect(self) -> asyncio.Future[Answer]:
         """A future for the next response on the connection."""
@@ -90,6 +94,13 @@ class _Receiver(asyncio.BufferedProtocol):
             self._consume(0, nbytes)
         except (ProtocolError, ValueError, IndexError) as exc:
             self._fail(ProtocolError(f"malformed answer: {exc}"))
+            self._drop()
+
+    def _drop(self) -> None:
+        """Close a connection whose framing was lost: it cannot carry another request."""
+        self.closed = True
+        if self._transport is not None:
+            self._transport.close()
 
     def eof_received(self) -> bool:
         if self._state is _State.UNTIL_CLOSE:

@@ -52,14 +52,16 @@ async def test_the_body_is_counted_exactly(make: Callable[[], bytes], status: in
         assert (reply.status, reply.size) == (status, len(BODY))
 
 
-async def test_a_lean_connection_is_kept_alive_between_framed_answers() -> None:
+async def answers_on_one_connection(answer: bytes, times: int) -> int:
+    """GET ``times`` over one :class:`LeanConnection` from a server that repeats
+    ``answer``; each must count the whole body. Returns the connections made."""
     connections = 0
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         nonlocal connections
         connections += 1
         while await reader.readuntil(b"\r\n\r\n"):
-            writer.write(content_length())
+            writer.write(answer)
             await writer.drain()
 
     server = await asyncio.start_server(handle, "127.0.0.1", 0)
@@ -67,12 +69,16 @@ async def test_a_lean_connection_is_kept_alive_between_framed_answers() -> None:
     async with server:
         connection = LeanConnection()
         try:
-            for _ in range(3):
+            for _ in range(times):
                 reply = await connection.get(f"http://127.0.0.1:{port}/x", "*/*")
                 assert (reply.status, reply.size) == (200, len(BODY))
         finally:
             await connection.aclose()
-    assert connections == 1
+    return connections
+
+
+async def test_a_lean_connection_is_kept_alive_between_framed_answers() -> None:
+    assert await answers_on_one_connection(content_length(), 3) == 1
 
 
 def cuts(size: int) -> list[tuple[int, int]]:
@@ -108,22 +114,7 @@ async def test_framing_split_across_reads_is_followed(make: Callable[[], bytes])
 
 async def test_a_chunked_answer_with_trailers_leaves_the_connection_clean() -> None:
     trailer = chunked()[: -len(b"\r\n")] + b"Checksum: 1\r\n\r\n"
-
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while await reader.readuntil(b"\r\n\r\n"):
-            writer.write(trailer)
-            await writer.drain()
-
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    async with server:
-        connection = LeanConnection()
-        try:
-            for _ in range(2):
-                reply = await connection.get(f"http://127.0.0.1:{port}/x", "*/*")
-                assert (reply.status, reply.size) == (200, len(BODY))
-        finally:
-            await connection.aclose()
+    assert await answers_on_one_connection(trailer, 2) == 1
 
 
 async def test_an_answer_cut_short_is_an_error_not_a_short_count() -> None:
