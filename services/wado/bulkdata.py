@@ -68,7 +68,7 @@ async def retrieve_bulkdata(
         return parts[index]
 
     multipart = offer.media_type.essence == MULTIPART_RELATED.essence
-    return payload_response(
+    return await payload_response(
         request,
         runtime.blobs,
         first=payloads[0],

@@ -116,7 +116,7 @@ async def retrieve_frames(
     async def rest(index: int) -> Payload:
         return await reader.payload(numbers[index])
 
-    return payload_response(
+    return await payload_response(
         request,
         runtime.blobs,
         first=first,

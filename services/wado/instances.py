@@ -123,7 +123,8 @@ async def _retrieve(request: Request, target: Target) -> Response:
     sender = file_sender(request.scope) if sendable(first) else None
     if sender is not None and length is not None:
         batches = multipart_batches(_parts(bodies, rows, groups, opened), boundary)
-        return SendfileResponse(batches, sender, length=length, media_type=media)
+        owned = [body for body in opened if isinstance(body, BlobReader)]
+        return SendfileResponse(batches, sender, length=length, media_type=media, owned=owned)
     return StreamingResponse(
         write_multipart(_parts(bodies, rows, groups, opened), boundary),
         headers=None if length is None else {"Content-Length": str(length)},
@@ -147,7 +148,7 @@ def body_response(request: Request, body: Body, media_type: str) -> Response:
     sender = file_sender(request.scope) if sendable(body) else None
     if sender is not None:
         return SendfileResponse(
-            single_batches(body), sender, length=body.length, media_type=media_type
+            single_batches(body), sender, length=body.length, media_type=media_type, owned=[body]
         )
     sized = {"Content-Length": str(body.length)}
     return StreamingResponse(_as_stream(body), headers=sized, media_type=media_type)

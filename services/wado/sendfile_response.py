@@ -10,7 +10,7 @@ no copy of its bytes through the server process. Blob readers without a file
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
 
@@ -53,6 +53,23 @@ def sendable(body: object) -> bool:
 def single_batches(reader: BlobReader) -> AsyncGenerator[Batch, None]:
     """One instance alone (a single-part answer)."""
     return multipart_batches(_one(reader), None)
+
+
+async def span_batches(
+    reader: BlobReader, spans: Sequence[tuple[int, int]], head: bytes = b"", tail: bytes = b""
+) -> AsyncGenerator[Batch, None]:
+    """``spans`` (file offset, length) of ``reader``'s open file as one body between
+    ``head`` and ``tail``: a frame's fragments or a bulk value, with its framing."""
+    if reader.descriptor is None:
+        raise ValueError("the reader has no open file to send from")
+    batch = Batch()
+    if head:
+        batch.add(head, len(head))
+    for offset, length in spans:
+        batch.add(FileSpan(reader.descriptor, offset, length), length)
+    if tail:
+        batch.add(tail, len(tail))
+    yield batch
 
 
 async def _one(reader: BlobReader) -> AsyncIterator[OutPart]:
@@ -116,7 +133,9 @@ async def _chunks_of(
 
 
 class SendfileResponse(Response):
-    """A 200 whose body of known ``length`` goes out through ``sender``, batch by batch."""
+    """A response whose body of known ``length`` goes out through ``sender``, batch
+    by batch. ``owned`` readers (opened before the response was made) are closed
+    once it ends, however it ends."""
 
     def __init__(
         self,
@@ -126,20 +145,27 @@ class SendfileResponse(Response):
         length: int,
         media_type: str,
         headers: Mapping[str, str] | None = None,
+        status_code: int = 200,
+        owned: Sequence[BlobReader] = (),
     ) -> None:
         super().__init__(
-            headers={**(headers or {}), "Content-Length": str(length)}, media_type=media_type
+            status_code=status_code,
+            headers={**(headers or {}), "Content-Length": str(length)},
+            media_type=media_type,
         )
         self._batches = batches
         self._sender = sender
+        self._owned = owned
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
         try:
+            start = {"type": "http.response.start", "status": self.status_code}
+            await send({**start, "headers": self.raw_headers})
             if scope["method"] != "HEAD" and not await self._send_batches():
                 return
         finally:
             await self._batches.aclose()
+            await close_all(self._owned)
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def _send_batches(self) -> bool:

@@ -10,6 +10,8 @@ import numpy as np
 import pydicom
 import pytest
 from dicomweb_client.api import DICOMwebClient
+from pydicom.data import get_testdata_file
+from pydicom.encaps import generate_frames
 from pydicom.uid import generate_uid
 
 from tests.fixtures.raw_http import content_length, read_response
@@ -135,3 +137,54 @@ def test_a_client_leaving_mid_body_leaves_the_server_well(
         log = log_file.read().decode(errors="replace")
     assert "Traceback" not in log
     assert "Exception in ASGI application" not in log
+
+
+FRAME_AS_STORED = 'multipart/related; type="application/octet-stream"; transfer-syntax=*'
+#: Bytes of one frame of the large instance (128x128, 16 bits).
+FRAME_BYTES = 128 * 128 * 2
+
+
+def _instance_url(server: ServerProcess, ds: pydicom.Dataset) -> str:
+    return f"{_series_url(server, ds)}/instances/{ds.SOPInstanceUID}"
+
+
+def _sized(response: httpx.Response, status: int = 200) -> httpx.Response:
+    """``response`` after checking its status and that it was sent with a length."""
+    assert response.status_code == status, response.text
+    assert int(response.headers["content-length"]) == len(response.content)
+    return response
+
+
+def test_a_frame_and_a_range_of_it_come_back_exact(
+    skypacs_server: ServerProcess, stored: list[pydicom.Dataset]
+) -> None:
+    large = stored[-1]
+    expected = large.PixelData[6 * FRAME_BYTES : 7 * FRAME_BYTES]
+    url = f"{_instance_url(skypacs_server, large)}/frames/7"
+    framed = _sized(httpx.get(url, headers={"Accept": FRAME_AS_STORED}))
+    assert _parts(framed) == [expected]
+    bare = httpx.get(url, headers={"Accept": "application/octet-stream; transfer-syntax=*"})
+    assert _sized(bare).content == expected
+    ranged = _sized(
+        httpx.get(url, headers={"Accept": FRAME_AS_STORED, "Range": "bytes=1000-2999"}), 206
+    )
+    assert ranged.headers["content-range"] == f"bytes 1000-2999/{FRAME_BYTES}"
+    assert _parts(ranged) == [expected[1000:3000]]
+
+
+def test_bulk_pixel_data_and_a_compressed_frame_come_back_exact(
+    skypacs_server: ServerProcess, stored: list[pydicom.Dataset]
+) -> None:
+    large = stored[-1]
+    bulk = f"{_instance_url(skypacs_server, large)}/bulkdata/7FE00010"
+    whole = _sized(httpx.get(bulk, headers={"Accept": "application/octet-stream"}))
+    assert whole.content == large.PixelData
+
+    path = get_testdata_file("SC_rgb_rle_2frame.dcm")
+    assert isinstance(path, str)
+    rle = with_new_uids(pydicom.dcmread(path))
+    DICOMwebClient(url=skypacs_server.dicomweb).store_instances(datasets=[rle])
+    fragments = [bytes(frame) for frame in generate_frames(rle.PixelData, number_of_frames=2)]
+    url = f"{_instance_url(skypacs_server, rle)}/frames/2"
+    framed = _sized(httpx.get(url, headers={"Accept": FRAME_AS_STORED}))
+    assert _parts(framed) == [fragments[1]]

@@ -208,6 +208,10 @@ def empty_chunks() -> AsyncIterator[Chunk]:
 class BlobStore(Protocol):
     """Where SkyPACS keeps object bytes (filesystem or any S3 API)."""
 
+    #: Whether every reader carries the object's open file (``BlobReader.descriptor``),
+    #: so that a server may hand ranges of it to the kernel (``sendfile``).
+    file_backed: bool
+
     async def put(
         self, key: str, chunks: AsyncIterable[bytes], *, storage_class: str | None = None
     ) -> PutResult:

@@ -217,6 +217,8 @@ class _TempFile:
 class FilesystemBlobStore:
     """A :class:`~skypacs.storage.base.BlobStore` over a local or mounted directory."""
 
+    file_backed = True
+
     def __init__(self, root: Path, *, fsync: bool = True, read_chunk_bytes: int) -> None:
         self._root = root
         self._root_name = os.fspath(root).rstrip("/") or "/"

@@ -151,6 +151,8 @@ class S3BlobStore:
     until :meth:`aclose`.
     """
 
+    file_backed = False
+
     def __init__(self, settings: S3StorageSettings, *, read_chunk_bytes: int) -> None:
         if not settings.bucket:
             raise ValueError("an S3 blob store needs a bucket")
