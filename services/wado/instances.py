@@ -35,7 +35,7 @@ from skypacs.storage import BlobReader, Chunk
 
 from .negotiation import choose, instance_offers
 from .read_ahead import GROUP_BYTES, Group, bodies_ahead, plan_groups
-from .sendfile_response import SendfileResponse, multipart_batches, sendable, single_batches
+from .sendfile_response import SendfileResponse, multipart_batches, sendable, span_batches
 from .state import WadoState, wado_state
 
 DICOM = "application/dicom"
@@ -147,8 +147,9 @@ def body_response(request: Request, body: Body, media_type: str) -> Response:
         return Response(body, media_type=media_type)
     sender = file_sender(request.scope) if sendable(body) else None
     if sender is not None:
+        batches = span_batches(body, [(body.start, body.length)])
         return SendfileResponse(
-            single_batches(body), sender, length=body.length, media_type=media_type, owned=[body]
+            batches, sender, length=body.length, media_type=media_type, owned=[body]
         )
     sized = {"Content-Length": str(body.length)}
     return StreamingResponse(_as_stream(body), headers=sized, media_type=media_type)

@@ -4,14 +4,13 @@ When every instance of a retrieve goes out as stored, the body is known byte for
 byte before it starts (Content-Length) and is made of file ranges between short
 multipart headers. Such a body is cut into batches of pieces; each batch goes to
 the kernel in one worker-thread call, so a series costs a few thread hops and
-no copy of its bytes through the server process. Blob readers without a file
-(object stores) contribute their chunks instead, a batch at a time.
+no copy of its bytes through the server process. A single instance, frame or
+bulk value is one batch of file spans.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Mapping, Sequence
-from contextlib import aclosing
+from collections.abc import AsyncGenerator, AsyncIterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from starlette.responses import Response
@@ -50,16 +49,11 @@ def sendable(body: object) -> bool:
     return isinstance(body, BlobReader) and body.descriptor is not None
 
 
-def single_batches(reader: BlobReader) -> AsyncGenerator[Batch, None]:
-    """One instance alone (a single-part answer)."""
-    return multipart_batches(_one(reader), None)
-
-
 async def span_batches(
     reader: BlobReader, spans: Sequence[tuple[int, int]], head: bytes = b"", tail: bytes = b""
 ) -> AsyncGenerator[Batch, None]:
     """``spans`` (file offset, length) of ``reader``'s open file as one body between
-    ``head`` and ``tail``: a frame's fragments or a bulk value, with its framing."""
+    ``head`` and ``tail``: a whole instance, a frame's fragments or a bulk value."""
     if reader.descriptor is None:
         raise ValueError("the reader has no open file to send from")
     batch = Batch()
@@ -72,62 +66,35 @@ async def span_batches(
     yield batch
 
 
-async def _one(reader: BlobReader) -> AsyncIterator[OutPart]:
-    yield OutPart("", reader)
-
-
 async def multipart_batches(
-    parts: AsyncIterable[OutPart], boundary: str | None
+    parts: AsyncIterable[OutPart], boundary: str
 ) -> AsyncGenerator[Batch, None]:
-    """``parts`` framed as one multipart body (``boundary`` None: the bodies alone).
+    """``parts``, whose bodies are readers with an open file, framed as one
+    multipart body.
 
     A yielded batch's readers belong to the consumer; the ones of a batch not
     yet yielded are closed here if the body stops early.
     """
-    framing = MultipartFraming(boundary) if boundary is not None else None
+    framing = MultipartFraming(boundary)
     batch = Batch()
     try:
         async for part in parts:
-            if framing is not None:
-                head = framing.head(part)
-                batch.add(head, len(head))
+            head = framing.head(part)
+            batch.add(head, len(head))
             body = part.body
-            if isinstance(body, BlobReader) and body.descriptor is not None:
-                batch.readers.append(body)
-                batch.add(FileSpan(body.descriptor, body.start, body.length), body.length)
-            elif isinstance(body, bytes):
-                batch.add(body, len(body))
-            else:
-                async with aclosing(_chunks_of(body)) as chunks:
-                    async for chunk in chunks:
-                        batch.add(chunk, len(chunk))
-                        if batch.full():
-                            yield batch
-                            batch = Batch()
+            if not isinstance(body, BlobReader) or body.descriptor is None:
+                raise ValueError("a part without an open file cannot be sent from it")
+            batch.readers.append(body)
+            batch.add(FileSpan(body.descriptor, body.start, body.length), body.length)
             if batch.full():
                 yield batch
                 batch = Batch()
-        if framing is not None:
-            tail = framing.close()
-            batch.add(tail, len(tail))
+        tail = framing.close()
+        batch.add(tail, len(tail))
         yield batch
     finally:
         await close_all(batch.readers)
         closer = getattr(parts, "aclose", None)
-        if closer is not None:
-            await closer()
-
-
-async def _chunks_of(
-    body: AsyncIterable[bytes | memoryview],
-) -> AsyncGenerator[bytes | memoryview, None]:
-    """The non-empty chunks of a streamed body, which is closed at the end."""
-    try:
-        async for chunk in body:
-            if chunk:
-                yield chunk
-    finally:
-        closer = getattr(body, "aclose", None)
         if closer is not None:
             await closer()
 
