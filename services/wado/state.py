@@ -11,7 +11,6 @@ once and the tasks are waited for before the runtime closes.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, TypeVar, cast
@@ -19,6 +18,7 @@ from typing import Any, TypeVar, cast
 from fastapi import Request
 
 from skypacs.config import Settings
+from skypacs.event_wait import wait_event
 from skypacs.http import get_runtime, on_shutdown
 from skypacs.index import retrieve as index_retrieve
 from skypacs.runtime import Runtime
@@ -48,8 +48,7 @@ class AccessRecorder:
 
     async def _flush_later(self, runtime: Runtime) -> None:
         try:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._now.wait(), self._interval_s)
+            await wait_event(self._now, self._interval_s)
         finally:
             self._scheduled = False
         await self.flush(runtime)

@@ -18,6 +18,7 @@ from aiokafka.helpers import create_ssl_context
 
 from skypacs.config import KafkaSettings
 from skypacs.errors import DependencyUnavailable
+from skypacs.event_wait import wait_event
 
 from .bus import EventHandler
 from .model import Event, MalformedEvent, decode_kafka, kafka_headers, kafka_key, kafka_value
@@ -271,10 +272,7 @@ class KafkaConsumerRunner:
 
     async def _pause(self) -> None:
         if not self._stopping.is_set():
-            try:
-                await asyncio.wait_for(self._stopping.wait(), self.retry_backoff_s)
-            except TimeoutError:
-                return
+            await wait_event(self._stopping, self.retry_backoff_s)
 
     async def stop(self) -> None:
         """Ask :meth:`run` to finish after the message in hand; nothing more is committed."""

@@ -15,6 +15,7 @@ import logging
 
 import asyncpg
 
+from skypacs.event_wait import wait_event
 from skypacs.index import outbox
 
 from .bus import EventPublisher
@@ -110,9 +111,8 @@ class OutboxRelay:
 
     async def _idle(self, seconds: float) -> None:
         try:
-            await asyncio.wait_for(self._wake.wait(), seconds)
-        except TimeoutError:
-            return
+            if not await wait_event(self._wake, seconds):
+                return
         finally:
             self._wake.clear()
         if self.linger_s:
