@@ -144,6 +144,9 @@ class StowSettings(BaseModel):
     max_metadata_json_bytes: int = Field(default=64 * 1024**2, ge=1024)
     bulk_data_threshold_bytes: int = Field(default=1024, ge=64)
     stale_creating_after_s: float = Field(default=3600.0, gt=0)
+    # Claims (``creating`` rows) a multipart request reserves in one round trip,
+    # sized by the parts its Content-Length suggests are left.
+    claim_block_max: int = Field(default=32, ge=1, le=1000)
 
 
 class WadoSettings(BaseModel):

@@ -12,6 +12,7 @@ response lists every instance as stored (ReferencedSOPSequence) or failed
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator
 
 from fastapi import Request
@@ -29,7 +30,7 @@ from skypacs.dicomweb.multipart import Part, boundary_from_content_type, iter_pa
 from skypacs.dicomweb.status import FailureReason
 from skypacs.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 from skypacs.http import get_runtime, public_root
-from skypacs.ingest.pipeline import Ingestor, Staged, StagingQueue, StoreOutcome
+from skypacs.ingest.pipeline import ClaimSupply, Ingestor, Staged, StagingQueue, StoreOutcome
 from skypacs.security import note_instances
 
 from .bulk_form import store_metadata_and_bulk
@@ -57,23 +58,56 @@ def _check_declared_length(request: Request, settings: Settings) -> None:
         raise PayloadTooLarge(f"request body exceeds {settings.stow.max_body_bytes} bytes")
 
 
-async def _limited(body: AsyncIterator[bytes], limit: int) -> AsyncIterator[bytes]:
-    """The request body, refused with 413 as soon as it exceeds ``limit`` bytes."""
-    seen = 0
-    async for chunk in body:
-        seen += len(chunk)
-        if seen > limit:
-            raise PayloadTooLarge(f"request body exceeds {limit} bytes")
-        yield chunk
+class _Body:
+    """The request body, counted as it is read and refused with 413 beyond ``limit``."""
+
+    def __init__(self, chunks: AsyncIterator[bytes], limit: int, declared: int | None) -> None:
+        self._chunks = chunks
+        self._limit = limit
+        self._declared = declared
+        self._seen = 0
+        #: Where the body of the part being read starts (:attr:`Part.offset`).
+        self.part_offset = 0
+
+    async def stream(self) -> AsyncIterator[bytes]:
+        async for chunk in self._chunks:
+            self._seen += len(chunk)
+            if self._seen > self._limit:
+                raise PayloadTooLarge(f"request body exceeds {self._limit} bytes")
+            yield chunk
+
+    def instances_left(self, taken: int) -> int:
+        """Parts still to come, the one being read included, after ``taken`` of them.
+
+        Foreseen from the mean size of the parts before the current one and the
+        bytes the Content-Length leaves from its start; without a length, as many
+        again as were read.
+        """
+        if taken == 0 or self.part_offset == 0:
+            return 1
+        if self._declared is None:
+            return taken
+        mean = self.part_offset / taken
+        return max(1, math.ceil((self._declared - self.part_offset) / mean))
+
+
+def _declared_length(request: Request) -> int | None:
+    declared = request.headers.get("content-length")
+    return int(declared) if declared is not None and declared.isdigit() else None
 
 
 async def _stage_dicom_parts(
-    ingestor: Ingestor, parts: AsyncIterator[Part], study: str | None
+    ingestor: Ingestor,
+    parts: AsyncIterator[Part],
+    study: str | None,
+    claims: ClaimSupply,
+    body: _Body,
 ) -> list[Staged | StoreOutcome]:
     """Stage every part; one finishes (fsync, rename) while the next is read."""
-    queue = StagingQueue(ingestor, study)
+    queue = StagingQueue(ingestor, study, claims)
     try:
         async for part in parts:
+            body.part_offset = part.offset
             declared = part.content_type
             if declared is not None and not declared.same_essence(APPLICATION_DICOM):
                 await part.drain()
@@ -92,10 +126,18 @@ async def _stage_dicom_parts(
 
 
 async def _store_dicom_parts(
-    ingestor: Ingestor, parts: AsyncIterator[Part], study: str | None
+    ingestor: Ingestor,
+    parts: AsyncIterator[Part],
+    study: str | None,
+    claims: ClaimSupply,
+    body: _Body,
 ) -> list[StoreOutcome]:
     """Stage every part first: a request refused as a whole stores nothing."""
-    return await ingestor.commit_all(await _stage_dicom_parts(ingestor, parts, study))
+    try:
+        staged = await _stage_dicom_parts(ingestor, parts, study, claims, body)
+    finally:
+        await claims.release()
+    return await ingestor.commit_all(staged)
 
 
 async def store_instances(request: Request, study: str | None = None) -> Response:
@@ -104,10 +146,10 @@ async def store_instances(request: Request, study: str | None = None) -> Respons
     settings = runtime.settings
     media = _request_media_type(request)
     _check_declared_length(request, settings)
-    body = _limited(request.stream(), settings.stow.max_body_bytes)
+    body = _Body(request.stream(), settings.stow.max_body_bytes, _declared_length(request))
     ingestor = Ingestor(runtime.index, runtime.blobs, settings)
     if media.same_essence(APPLICATION_DICOM):
-        outcomes = [await ingestor.store(body, expected_study=study)]
+        outcomes = [await ingestor.store(body.stream(), expected_study=study)]
     elif media.same_essence(MULTIPART_RELATED):
         outcomes = await _store_multipart(request, media, body, ingestor, study)
     else:
@@ -126,22 +168,28 @@ async def store_instances(request: Request, study: str | None = None) -> Respons
 async def _store_multipart(
     request: Request,
     media: MediaType,
-    body: AsyncIterator[bytes],
+    body: _Body,
     ingestor: Ingestor,
     study: str | None,
 ) -> list[StoreOutcome]:
-    settings = get_runtime(request).settings
+    runtime = get_runtime(request)
+    settings = runtime.settings
     inner = media.param("type")
     inner_type = parse_media_type(inner) if inner else APPLICATION_DICOM
     parts = iter_parts(
-        body,
+        body.stream(),
         boundary_from_content_type(request.headers["content-type"]),
         max_parts=settings.stow.max_parts,
         max_part_header_bytes=settings.stow.max_part_header_bytes,
-        max_body_bytes=None,  # enforced on the raw body by _limited
+        max_body_bytes=None,  # enforced on the raw body by _Body
     )
     if inner_type.same_essence(APPLICATION_DICOM):
-        return await _store_dicom_parts(ingestor, parts, study)
+        claims = ClaimSupply(
+            runtime.index,
+            max_block=min(settings.stow.claim_block_max, settings.stow.max_parts),
+            instances_left=body.instances_left,
+        )
+        return await _store_dicom_parts(ingestor, parts, study, claims, body)
     if inner_type.same_essence(APPLICATION_DICOM_JSON):
         return await store_metadata_and_bulk(ingestor, parts, settings, study)
     raise UnsupportedMediaType(

@@ -25,35 +25,23 @@ CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2"
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
 
 
-async def _claim(conn: asyncpg.Connection, number: int) -> index_instances.Claim:
-    return await index_instances.claim(
-        conn,
-        sop_instance_uid=f"1.2.826.0.1.3680043.10.1.{number}",
-        sop_class_uid=CT_IMAGE,
-        study_uid="1.2.826.0.1.3680043.10.1",
-        series_uid="1.2.826.0.1.3680043.10.1.1",
-        transfer_syntax_uid=EXPLICIT_LE,
-    )
+async def _claim(conn: asyncpg.Connection) -> Claim:
+    (claim,) = await index_instances.claim(conn)
+    return claim
 
 
 async def test_standalone_claim_statement_commits_asynchronously(pg_pool: asyncpg.Pool) -> None:
     """The statement itself switches synchronous_commit off for its transaction."""
     async with pg_pool.acquire() as conn, conn.transaction():
-        await conn.fetchrow(
-            index_instances._CLAIM_ALONE,  # the SQL claim() runs outside a transaction
-            "1.2.826.0.1.3680043.10.1.9",
-            CT_IMAGE,
-            "1.2.826.0.1.3680043.10.1",
-            "1.2.826.0.1.3680043.10.1.1",
-            EXPLICIT_LE,
-        )
+        # the SQL claim() runs outside a transaction
+        await conn.fetch(index_instances._CLAIM_ALONE, 2)
         assert await conn.fetchval("SHOW synchronous_commit") == "off"
 
 
 async def test_claim_leaves_the_session_setting_alone(pg_pool: asyncpg.Pool) -> None:
     async with pg_pool.acquire() as conn:
         before = await conn.fetchval("SHOW synchronous_commit")
-        claim = await _claim(conn, 1)
+        claim = await _claim(conn)
         assert await conn.fetchval("SHOW synchronous_commit") == before == "on"
     async with pg_pool.acquire() as other:
         row = await other.fetchrow("SELECT status, blob_key FROM instances WHERE id = $1", claim.pk)
@@ -66,7 +54,7 @@ async def test_claim_inside_a_transaction_keeps_its_commit_synchronous(
 ) -> None:
     async with pg_pool.acquire() as conn:
         async with conn.transaction():
-            claim = await _claim(conn, 2)
+            claim = await _claim(conn)
             assert await conn.fetchval("SHOW synchronous_commit") == "on"
         assert await conn.fetchval("SELECT count(*) FROM instances WHERE id = $1", claim.pk) == 1
 
@@ -91,17 +79,6 @@ def _record(sop_instance_uid: str, sha256: bytes, study: str) -> index_instances
     )
 
 
-async def _claim_for(conn: asyncpg.Connection, rec: index_instances.InstanceRecord) -> Claim:
-    return await index_instances.claim(
-        conn,
-        sop_instance_uid=rec.sop_instance_uid,
-        sop_class_uid=rec.sop_class_uid,
-        study_uid=rec.study_uid,
-        series_uid=rec.series_uid,
-        transfer_syntax_uid=rec.transfer_syntax_uid,
-    )
-
-
 async def test_batch_losing_a_concurrent_twin_is_reconciled(pg_pool: asyncpg.Pool) -> None:
     """A twin committed after the batch's snapshot: the batch still answers exactly.
 
@@ -118,7 +95,7 @@ async def test_batch_losing_a_concurrent_twin_is_reconciled(pg_pool: asyncpg.Poo
         _record(other_uid, b"b" * 32, elsewhere),
     )
     async with pg_pool.acquire() as winner, pg_pool.acquire() as loser:
-        claims = [await _claim_for(winner, rec) for rec in (first, again, other)]
+        claims = await index_instances.claim(winner, 3)
         outer = winner.transaction()
         await outer.start()
         await index_instances.commit_many(
@@ -196,7 +173,7 @@ async def test_batches_count_each_series_into_the_study_once(pg_pool: asyncpg.Po
         for n, shape in enumerate(shapes)
     ]
     async with pg_pool.acquire() as conn:
-        claims = [await _claim_for(conn, rec) for rec in records]
+        claims = await index_instances.claim(conn, len(records))
         pairs = list(zip(claims, records, strict=True))
         for batch in (pairs[:3], pairs[3:]):
             results = await index_instances.commit_many(

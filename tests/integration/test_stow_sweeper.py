@@ -43,14 +43,7 @@ async def _leave_crash_debris(stow: Stow, study: str, files: list[bytes]) -> dic
     """A stale claim with its blob, an orphan blob, and a replaced row with its blob."""
     pool, blobs = stow.runtime.index.pool, stow.runtime.blobs
     async with pool.acquire() as conn:
-        claim = await index_instances.claim(
-            conn,
-            sop_instance_uid="1.2.3.4.5.6",
-            sop_class_uid="1.2.840.10008.5.1.4.1.1.2",
-            study_uid=study,
-            series_uid="1.2.3.4.5",
-            transfer_syntax_uid="1.2.840.10008.1.2.1",
-        )
+        (claim,) = await index_instances.claim(conn)
     await blobs.put(claim.blob_key, chunked(files[0]))
     orphan = blob_key_for(ORPHAN_VERSION)
     await blobs.put(orphan, chunked(files[1]))
@@ -105,16 +98,6 @@ async def test_sweep_spares_uploads_still_in_flight(stow: Stow) -> None:
 async def test_claim_keys_follow_blob_key_for(stow: Stow) -> None:
     """The claim builds its blob key in SQL; it must be the key blob_key_for gives."""
     async with stow.runtime.index.pool.acquire() as conn:
-        claims = [
-            await index_instances.claim(
-                conn,
-                sop_instance_uid=f"1.2.3.4.{number}",
-                sop_class_uid="1.2.840.10008.5.1.4.1.1.2",
-                study_uid="1.2.3",
-                series_uid="1.2.3.4",
-                transfer_syntax_uid="1.2.840.10008.1.2.1",
-            )
-            for number in range(1, 4)
-        ]
-    assert len({claim.version for claim in claims}) == 3
+        claims = [*await index_instances.claim(conn), *await index_instances.claim(conn, 3)]
+    assert len({claim.version for claim in claims}) == 4
     assert [claim.blob_key for claim in claims] == [blob_key_for(c.version) for c in claims]

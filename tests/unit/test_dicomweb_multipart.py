@@ -377,3 +377,23 @@ def test_orthancs_over_long_boundary_is_accepted() -> None:
     boundary = "6fbed2fd-7463-42cb-bb9b-90b2523b84aa-6fbed2fd-7463-42cb-bb9b-90b2523b84aa"
     content_type = f'multipart/related; type="application/dicom"; boundary={boundary}'
     assert boundary_from_content_type(content_type) == boundary
+
+
+@pytest.mark.parametrize("chunk_size", [1, 7, 64, 100_000])
+async def test_part_offsets_point_at_each_body(chunk_size: int) -> None:
+    payloads = [b"A" * 100, b"", b"C" * 7]
+    body = b"preamble\r\n" + b"".join(
+        b"--b\r\nContent-Type: application/dicom\r\n\r\n" + payload + b"\r\n"
+        for payload in payloads
+    )
+    body += b"--b--\r\n"
+    head = b"Content-Type: application/dicom\r\n\r\n"
+    starts, at = [], body.find(head)
+    while at >= 0:
+        starts.append(at + len(head))
+        at = body.find(head, at + 1)
+    offsets = []
+    async for part in iter_parts(chunked(body, chunk_size), "b", **LIMITS):
+        offsets.append(part.offset)
+        assert await part.read(max_bytes=1000) == payloads[len(offsets) - 1]
+    assert offsets == starts

@@ -185,6 +185,13 @@ class _Reader:
         self._in_part = True
         return PartHeaders(_parse_header_lines(lines))
 
+    @property
+    def position(self) -> int:
+        """How many bytes of the body lie before the next unparsed one."""
+        # The buffer holds the unparsed bytes received, after the virtual CRLF
+        # once that is parsed (which is before any part starts).
+        return self._received - len(self._buffer)
+
 
 def _take(buffer: bytearray, stop: int, drop: int) -> bytes:
     """``buffer[:stop]`` as bytes (one copy), then its first ``drop`` bytes removed."""
@@ -223,12 +230,14 @@ class Part:
     :meth:`drain`; a part left unread is drained when the next one is requested.
     """
 
-    __slots__ = ("_done", "_reader", "content_location", "content_type", "headers")
+    __slots__ = ("_done", "_reader", "content_location", "content_type", "headers", "offset")
 
     def __init__(self, reader: _Reader, headers: PartHeaders) -> None:
         self._reader = reader
         self._done = False
         self.headers = headers
+        #: Where the part's body starts in the multipart body, in bytes.
+        self.offset = reader.position
         raw_type = headers.get("content-type")
         self.content_type: MediaType | None = parse_media_type(raw_type) if raw_type else None
         self.content_location: str | None = headers.get("content-location")

@@ -1,9 +1,10 @@
 """Instance writes: the two-phase store and the aggregates it keeps current.
 
-Phase one (:func:`claim`) inserts a ``creating`` row that reserves an immutable
-version and the blob key built from it. Phase two (:func:`commit`) links the row
-into the patient/study/series hierarchy, flips it to ``stored``, updates the study
-and series aggregates and appends the outbox event, all in one transaction.
+Phase one (:func:`claim`) inserts ``creating`` rows, several in one statement,
+each reserving an immutable version and the blob key built from it. Phase two
+(:func:`commit`) fills in the instance's identity, links the row into the
+patient/study/series hierarchy, flips it to ``stored``, updates the study and
+series aggregates and appends the outbox event, all in one transaction.
 Concurrent uploads of one SOP Instance UID race on a partial unique index; the
 loser reconciles from the ``UniqueViolationError`` (never check-then-insert).
 :func:`commit_many` runs phase two for the instances of one request in a single
@@ -92,18 +93,19 @@ def blob_key_for(version: int) -> str:
     return f"v1/{digest[:2]}/{digest[2:4]}/{version}.dcm"
 
 
-# One round trip: the version comes from the sequence and the key is built as
-# blob_key_for() builds it (sha256 of the decimal version, two 2-hex prefixes).
+# One round trip for a block of claims: each version comes from the sequence and
+# its key is built as blob_key_for() builds it (sha256 of the decimal version,
+# two 2-hex prefixes).
 _CLAIM = """
-WITH v AS (SELECT nextval('instance_version_seq') AS version{mode}),
+WITH v AS (SELECT nextval('instance_version_seq') AS version{mode}
+           FROM generate_series(1, $1)),
      h AS (SELECT version, encode(sha256(convert_to(version::text, 'UTF8')), 'hex') AS hex
            FROM v)
-INSERT INTO instances (version, blob_key, sop_instance_uid, sop_class_uid,
-                       study_uid, series_uid, transfer_syntax_uid)
+INSERT INTO instances (version, blob_key)
 SELECT version,
-       'v1/' || substr(hex, 1, 2) || '/' || substr(hex, 3, 2) || '/' || version || '.dcm',
-       $1, $2, $3, $4, $5
+       'v1/' || substr(hex, 1, 2) || '/' || substr(hex, 3, 2) || '/' || version || '.dcm'
 FROM h
+ORDER BY version
 RETURNING id, version, blob_key
 """
 _CLAIM_IN_TRANSACTION = _CLAIM.format(mode="")
@@ -112,38 +114,40 @@ _CLAIM_IN_TRANSACTION = _CLAIM.format(mode="")
 _CLAIM_ALONE = _CLAIM.format(mode=", set_config('synchronous_commit', 'off', true) AS mode")
 
 
-async def claim(
-    conn: Connection,
-    *,
-    sop_instance_uid: str,
-    sop_class_uid: str,
-    study_uid: str,
-    series_uid: str,
-    transfer_syntax_uid: str,
-) -> Claim:
-    """Phase one: reserve a version and its blob key as a ``creating`` row.
+async def claim(conn: Connection, count: int = 1) -> list[Claim]:
+    """Phase one: reserve ``count`` versions and their blob keys as ``creating`` rows.
 
-    The claim commits asynchronously (``synchronous_commit = off`` for its own
-    transaction only): it does not wait for its WAL to reach disk. That is safe
-    because a claim acknowledges nothing. The instance is acknowledged only after
-    :func:`commit`, whose synchronous commit flushes the WAL up to its own record,
-    which lies after the claim's, so an acknowledged instance always has a durable
-    claim. A crash before then can lose the claim but never an acknowledged
-    instance: the client got no success, and the sweeper removes the blob that
-    has no row (and any claim that survived as a stale ``creating`` row).
-    Inside a caller's transaction the claim follows that transaction's setting.
+    A claim holds no identity yet: the instance it will carry may not even be
+    parsed, and :func:`commit` fills the UIDs in. Claims come in version order.
+
+    Outside a transaction the claims commit asynchronously (``synchronous_commit
+    = off`` for their own transaction only): they do not wait for their WAL to
+    reach disk. That is safe because a claim acknowledges nothing. An instance
+    is acknowledged only after :func:`commit`, whose synchronous commit flushes
+    the WAL up to its own record, which lies after the claim's, so an
+    acknowledged instance always has a durable claim. A crash before then can
+    lose the claim but never an acknowledged instance: the client got no
+    success, and the sweeper removes the blob that has no row (and any claim
+    that survived as a stale ``creating`` row). Inside a caller's transaction
+    the claims follow that transaction's setting.
     """
+    if count < 1:
+        raise ValueError("a claim reserves at least one version")
     sql = _CLAIM_IN_TRANSACTION if conn.is_in_transaction() else _CLAIM_ALONE
-    row = await conn.fetchrow(
-        sql, sop_instance_uid, sop_class_uid, study_uid, series_uid, transfer_syntax_uid
+    rows = sorted(await conn.fetch(sql, count), key=lambda row: int(row["version"]))
+    return [
+        Claim(pk=int(row["id"]), version=int(row["version"]), blob_key=str(row["blob_key"]))
+        for row in rows
+    ]
+
+
+async def abandon(conn: Connection, claims: Sequence[Claim]) -> None:
+    """Drop claims whose blobs were never completed or never begun (the caller
+    removes the blobs)."""
+    await conn.execute(
+        "DELETE FROM instances WHERE id = ANY($1::bigint[]) AND status = 'creating'",
+        [claim_.pk for claim_ in claims],
     )
-    assert row is not None
-    return Claim(pk=int(row["id"]), version=int(row["version"]), blob_key=str(row["blob_key"]))
-
-
-async def abandon(conn: Connection, claim_: Claim) -> None:
-    """Drop a claim whose blob was never completed (the caller removes the blob)."""
-    await conn.execute("DELETE FROM instances WHERE id = $1 AND status = 'creating'", claim_.pk)
 
 
 _FLIP = """
@@ -152,6 +156,7 @@ UPDATE instances SET
     number_of_frames = $5, size_bytes = $6, sha256 = $7, pixel_data_offset = $8,
     frame_ranges = $9, bulk_ranges = $10, metadata = $11,
     sop_class_uid = $12, transfer_syntax_uid = $13,
+    sop_instance_uid = $14, study_uid = $15, series_uid = $16,
     stored_at = now(), updated_at = now()
 WHERE id = $1 AND status = 'creating'
 """
@@ -165,10 +170,11 @@ WITH batch AS (
     SELECT * FROM unnest(
         $1::bigint[], $2::bigint[], $3::bigint[], $4::integer[], $5::integer[],
         $6::bigint[], $7::bytea[], $8::bigint[], $9::text[], $10::text[],
-        $11::text[], $12::text[], $13::text[], $14::text[])
+        $11::text[], $12::text[], $13::text[], $14::text[], $15::text[], $16::text[])
     AS b (id, series_pk, study_pk, instance_number, number_of_frames,
           size_bytes, sha256, pixel_data_offset, frame_ranges, bulk_ranges,
-          metadata, sop_class_uid, transfer_syntax_uid, sop_instance_uid)
+          metadata, sop_class_uid, transfer_syntax_uid, sop_instance_uid,
+          study_uid, series_uid)
 ),
 twins AS (
     SELECT b.id FROM batch b
@@ -183,6 +189,8 @@ flip AS (
         frame_ranges = b.frame_ranges::jsonb, bulk_ranges = b.bulk_ranges::jsonb,
         metadata = b.metadata::jsonb,
         sop_class_uid = b.sop_class_uid, transfer_syntax_uid = b.transfer_syntax_uid,
+        sop_instance_uid = b.sop_instance_uid, study_uid = b.study_uid,
+        series_uid = b.series_uid,
         stored_at = now(), updated_at = now()
     FROM batch b
     WHERE i.id = b.id AND i.status = 'creating' AND b.id NOT IN (SELECT id FROM twins)
@@ -216,6 +224,9 @@ def _flip_args(claim_: Claim, rec: InstanceRecord, ids: hierarchy.Ids) -> tuple[
         rec.metadata,
         rec.sop_class_uid,
         rec.transfer_syntax_uid,
+        rec.sop_instance_uid,
+        rec.study_uid,
+        rec.series_uid,
     )
 
 
@@ -322,12 +333,9 @@ def _flip_batch_args(linked: list[_Linked]) -> tuple[list[Any], ...]:
     the dimensions of the array itself.
     """
     rows = [
-        (
-            *(
-                encode_json(value) if position in _JSON_ARGS and value is not None else value
-                for position, value in enumerate(_flip_args(claim_, rec, ids))
-            ),
-            rec.sop_instance_uid,
+        tuple(
+            encode_json(value) if position in _JSON_ARGS and value is not None else value
+            for position, value in enumerate(_flip_args(claim_, rec, ids))
         )
         for claim_, rec, ids in linked
     ]

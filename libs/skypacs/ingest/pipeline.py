@@ -6,7 +6,9 @@ data set header is held in memory. The index write is two-phase (PS3.18 §10.5
 requires that a success means the instance is durable): a ``creating`` claim
 first, the blob next, then one transaction that flips the row to ``stored`` and
 appends the outbox event. Whatever fails on the way is undone here, and the
-sweeper catches what a crash leaves behind.
+sweeper catches what a crash leaves behind. A request takes its claims in
+blocks (:class:`ClaimSupply`), so that most instances need no round trip of
+their own before their bytes go to the blob store.
 
 A multipart request stages every instance (claim and blob) before committing
 any, so a request refused as a whole (truncated, too large, too many parts)
@@ -19,7 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterable, AsyncIterator
+from collections import deque
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from dataclasses import dataclass
 
 import asyncpg
@@ -100,6 +103,57 @@ def _is_non_storage_sop_class(uid: str) -> bool:
     return known.is_valid and known.type == "SOP Class" and "Storage" not in known.name
 
 
+def _one_left(_taken: int) -> int:
+    return 1
+
+
+class ClaimSupply:
+    """The claims of one request, taken from the index a block at a time.
+
+    ``instances_left(taken)`` says how many instances the request is expected
+    to hold still, the one about to be claimed included, once ``taken`` claims
+    were handed out; a block is that many claims, at most ``max_block``. Claims
+    no instance took are given back by :meth:`release`, which the request must
+    call however it ends (the sweeper removes them after a crash).
+    """
+
+    def __init__(
+        self,
+        index: Index,
+        *,
+        max_block: int = 1,
+        instances_left: Callable[[int], int] = _one_left,
+    ) -> None:
+        self._index = index
+        self._max_block = max_block
+        self._instances_left = instances_left
+        self._spare: deque[Claim] = deque()
+        self._taken = 0
+        self._lock = asyncio.Lock()
+
+    async def take(self) -> Claim:
+        """The next claim; a round trip to the index only when none is spare."""
+        async with self._lock:
+            if not self._spare:
+                wanted = min(self._max_block, self._instances_left(self._taken))
+                async with self._index.pool.acquire() as conn:
+                    self._spare.extend(await index_instances.claim(conn, max(1, wanted)))
+            self._taken += 1
+            return self._spare.popleft()
+
+    async def release(self) -> None:
+        """Drop the claims no instance took (best effort, as :meth:`Ingestor._undo`)."""
+        spare = list(self._spare)
+        self._spare.clear()
+        if not spare:
+            return
+        try:
+            async with self._index.pool.acquire() as conn:
+                await index_instances.abandon(conn, spare)
+        except (SkypacsError, OSError) as exc:
+            log.warning("could not release %d spare claim(s): %s", len(spare), type(exc).__name__)
+
+
 class Ingestor:
     """Stores Part 10 streams for one process: shared by every request."""
 
@@ -169,12 +223,17 @@ class Ingestor:
                 await self._undo(item.claim, blob_written=True)
 
     async def stage(
-        self, chunks: AsyncIterable[bytes], *, expected_study: str | None = None
+        self,
+        chunks: AsyncIterable[bytes],
+        *,
+        expected_study: str | None = None,
+        claims: ClaimSupply | None = None,
     ) -> Staged | StoreOutcome:
         """Claim and write one instance read from ``chunks`` (always fully consumed).
 
-        Returns what :meth:`commit` needs, or the failure for an instance refused
-        on the way; nothing is visible to queries until the commit.
+        The claim comes from ``claims``, or from a block of its own. Returns what
+        :meth:`commit` needs, or the failure for an instance refused on the way;
+        nothing is visible to queries until the commit.
         """
         stream = aiter(chunks)
         scanner = Part10Scanner(
@@ -188,7 +247,8 @@ class Ingestor:
         except (DicomParseError, InstanceRejected) as exc:
             await _drain(stream)
             return _failure(exc)
-        return await self._stage_validated(identity, stream, scanner, head, scan)
+        claim = await (claims or ClaimSupply(self._index)).take()
+        return await self._stage_validated(claim, identity, stream, scanner, head, scan)
 
     async def _read_header(
         self, stream: AsyncIterator[bytes], scanner: Part10Scanner, head: list[bytes]
@@ -232,21 +292,13 @@ class Ingestor:
 
     async def _stage_validated(
         self,
+        claim: Claim,
         identity: dict[str, str],
         stream: AsyncIterator[bytes],
         scanner: Part10Scanner,
         head: list[bytes],
         scan: ScanResult | None,
     ) -> Staged | StoreOutcome:
-        async with self._index.pool.acquire() as conn:
-            claim = await index_instances.claim(
-                conn,
-                sop_instance_uid=identity["sop_instance_uid"],
-                sop_class_uid=identity["sop_class_uid"],
-                study_uid=identity["study_uid"],
-                series_uid=identity["series_uid"],
-                transfer_syntax_uid=identity["transfer_syntax_uid"],
-            )
         stored: PutResult | None = None
         try:
             stored = await self._blobs.put(claim.blob_key, _forward(head, stream, scanner))
@@ -326,7 +378,7 @@ class Ingestor:
             if blob_written:
                 await self._blobs.delete(claim.blob_key)
             async with self._index.pool.acquire() as conn:
-                await index_instances.abandon(conn, claim)
+                await index_instances.abandon(conn, [claim])
         except (SkypacsError, OSError) as exc:
             log.warning("could not undo claim %d: %s", claim.version, type(exc).__name__)
 
@@ -341,9 +393,16 @@ class StagingQueue:
     waits for them too and discards whatever was staged.
     """
 
-    def __init__(self, ingestor: Ingestor, expected_study: str | None, depth: int = 4) -> None:
+    def __init__(
+        self,
+        ingestor: Ingestor,
+        expected_study: str | None,
+        claims: ClaimSupply,
+        depth: int = 4,
+    ) -> None:
         self._ingestor = ingestor
         self._study = expected_study
+        self._claims = claims
         self._depth = depth
         self._items: list[asyncio.Task[Staged | StoreOutcome] | StoreOutcome] = []
         self._reading: asyncio.Task[Staged | StoreOutcome] | None = None
@@ -362,7 +421,9 @@ class StagingQueue:
             await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
         consumed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         task = asyncio.ensure_future(
-            self._ingestor.stage(_signal_end(chunks, consumed), expected_study=self._study)
+            self._ingestor.stage(
+                _signal_end(chunks, consumed), expected_study=self._study, claims=self._claims
+            )
         )
         task.add_done_callback(lambda _: _resolve(consumed))
         self._items.append(task)
@@ -455,4 +516,4 @@ def _failure(
     return _outcome(identity or {}, reason, exc.detail)
 
 
-__all__ = ["Ingestor", "Staged", "StagingQueue", "StoreOutcome"]
+__all__ = ["ClaimSupply", "Ingestor", "Staged", "StagingQueue", "StoreOutcome"]
