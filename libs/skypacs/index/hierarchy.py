@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import asyncpg
+
     from .pool import Connection
 
 
@@ -62,43 +64,72 @@ SELECT id FROM patients WHERE patient_id = $1 AND issuer = $2
 LIMIT 1
 """
 
-# The study row is locked for the rest of the transaction (aggregates follow);
-# the first instance's study attributes are kept, as most archives do.
+# Study and series rows are found or created without an update: the row lock
+# their counts need is taken by the aggregates update at the end of the
+# transaction, so concurrent commits into one study wait for each other only
+# that long. Meanwhile a KEY SHARE lock (which other stores share) keeps the
+# row from being deleted as empty. The first instance's attributes are kept,
+# as most archives do.
 _STUDY = """
-INSERT INTO studies (study_uid, patient_pk, patient_id, patient_name, patient_birth_date,
-    patient_sex, study_date, study_time, accession_number, study_id, study_description,
-    referring_physician_name, attrs)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
-ON CONFLICT (study_uid) DO UPDATE SET updated_at = now()
-RETURNING id
+WITH ins AS (
+    INSERT INTO studies (study_uid, patient_pk, patient_id, patient_name, patient_birth_date,
+        patient_sex, study_date, study_time, accession_number, study_id, study_description,
+        referring_physician_name, attrs)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+    ON CONFLICT (study_uid) DO NOTHING
+    RETURNING id),
+found AS (SELECT id FROM studies WHERE study_uid = $1 FOR KEY SHARE)
+SELECT id FROM ins
+UNION ALL
+SELECT id FROM found
+LIMIT 1
 """
 
 _SERIES = """
-INSERT INTO series (series_uid, study_pk, modality, series_number, series_description,
-    series_date, series_time, body_part_examined, attrs)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-ON CONFLICT (series_uid) DO UPDATE SET updated_at = now()
-RETURNING id, study_pk
+WITH ins AS (
+    INSERT INTO series (series_uid, study_pk, modality, series_number, series_description,
+        series_date, series_time, body_part_examined, attrs)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+    ON CONFLICT (series_uid) DO NOTHING
+    RETURNING id, study_pk),
+found AS (SELECT id, study_pk FROM series WHERE series_uid = $1 FOR KEY SHARE)
+SELECT id, study_pk FROM ins
+UNION ALL
+SELECT id, study_pk FROM found
+LIMIT 1
 """
 
+#: A row inserted by a transaction that commits after this statement's snapshot
+#: is not seen by it (the insert waited for it, then did nothing); the next
+#: statement sees it.
+_ATTEMPTS = 5
 
-async def _patient(conn: Connection, p: PatientFields) -> int:
-    args = (p.patient_id, p.issuer, p.patient_name, p.birth_date, p.sex, p.attrs)
-    # A concurrent insert of the same patient may be invisible to this statement's
-    # snapshot until it commits; the next attempt then sees it.
-    for _ in range(5):
-        pk = await conn.fetchval(_PATIENT, *args)
-        if pk is not None:
-            return int(pk)
-    raise RuntimeError("patient row could not be found or created")
+
+async def _find_or_create(conn: Connection, sql: str, *args: Any) -> asyncpg.Record:
+    for _ in range(_ATTEMPTS):
+        row = await conn.fetchrow(sql, *args)
+        if row is not None:
+            return row
+    raise RuntimeError("hierarchy row could not be found or created")
 
 
 async def upsert(
     conn: Connection, patient: PatientFields, study: StudyFields, series: SeriesFields
 ) -> Ids:
     """Find or create the three rows an instance hangs from; return their keys."""
-    patient_pk = await _patient(conn, patient)
-    study_pk = await conn.fetchval(
+    patient_row = await _find_or_create(
+        conn,
+        _PATIENT,
+        patient.patient_id,
+        patient.issuer,
+        patient.patient_name,
+        patient.birth_date,
+        patient.sex,
+        patient.attrs,
+    )
+    patient_pk = int(patient_row["id"])
+    study_row = await _find_or_create(
+        conn,
         _STUDY,
         study.study_uid,
         patient_pk,
@@ -114,7 +145,9 @@ async def upsert(
         study.referring_physician_name,
         study.attrs,
     )
-    row = await conn.fetchrow(
+    study_pk = int(study_row["id"])
+    row = await _find_or_create(
+        conn,
         _SERIES,
         series.series_uid,
         study_pk,
@@ -126,10 +159,9 @@ async def upsert(
         series.body_part_examined,
         series.attrs,
     )
-    assert row is not None
     if row["study_pk"] != study_pk:
         raise SeriesInOtherStudy(series.series_uid)
-    return Ids(patient_pk=patient_pk, study_pk=int(study_pk), series_pk=int(row["id"]))
+    return Ids(patient_pk=patient_pk, study_pk=study_pk, series_pk=int(row["id"]))
 
 
 class SeriesInOtherStudy(Exception):

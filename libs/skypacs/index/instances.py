@@ -287,9 +287,12 @@ async def _commit_batch(
                 await _link_careful(conn, claim_, rec, ids, policy=policy, source=source)
                 for claim_, rec, ids in linked
             ]
+            flipped: list[tuple[hierarchy.Ids, InstanceRecord]] = []
         else:
-            outcomes = await _link_all(conn, linked, policy=policy, source=source)
+            outcomes, flipped = await _link_all(conn, linked, policy=policy, source=source)
         await append_many(conn, [event for _, event in outcomes if event is not None])
+        # Last: this locks the series and study rows until the commit.
+        await aggregates.add_instances(conn, flipped)
     linked_pks = (claim_.pk for claim_, _, _ in linked)
     results = {pk: result for pk, (result, _) in zip(linked_pks, outcomes, strict=True)}
     return [results.get(claim_.pk) for claim_, _ in items]
@@ -344,18 +347,18 @@ def _flip_batch_args(linked: list[_Linked]) -> tuple[list[Any], ...]:
 
 async def _link_all(
     conn: Connection, linked: list[_Linked], *, policy: DuplicatePolicy, source: str
-) -> list[tuple[CommitResult, Event | None]]:
-    """Flip every claim in one statement and count them; twins go to reconciling.
+) -> tuple[list[tuple[CommitResult, Event | None]], list[tuple[hierarchy.Ids, InstanceRecord]]]:
+    """Flip every claim in one statement; twins go to reconciling.
 
-    Raises ``UniqueViolationError`` (aborting the transaction) only when a twin
-    was stored concurrently, after the statement's snapshot, or when the batch
-    holds one SOP Instance UID twice.
+    Returns the outcomes and the flipped instances, which the caller counts into
+    their series and studies. Raises ``UniqueViolationError`` (aborting the
+    transaction) only when a twin was stored concurrently, after the statement's
+    snapshot, or when the batch holds one SOP Instance UID twice.
     """
     if not linked:
-        return []
+        return [], []
     rows = {row["id"]: row for row in await conn.fetch(_FLIP_BATCH, *_flip_batch_args(linked))}
     flipped = [(ids, rec) for claim_, rec, ids in linked if rows[claim_.pk]["flipped"]]
-    await aggregates.add_instances(conn, flipped)
     outcomes: list[tuple[CommitResult, Event | None]] = []
     for claim_, rec, ids in linked:
         row = rows[claim_.pk]
@@ -366,7 +369,7 @@ async def _link_all(
             outcomes.append(await _reconcile(conn, claim_, rec, ids, policy=policy, source=source))
         else:
             outcomes.append((CommitResult(Outcome.VANISHED), None))
-    return outcomes
+    return outcomes, flipped
 
 
 async def _link_careful(
@@ -399,15 +402,44 @@ async def _reconcile(
     policy: DuplicatePolicy,
     source: str,
 ) -> tuple[CommitResult, Event | None]:
-    """Another version is stored: same bytes succeed, different bytes follow policy."""
-    twin = await conn.fetchrow(_STORED_TWIN, rec.sop_instance_uid)
-    if twin is None:  # the twin went away between the violation and now: try again
-        if await _flip(conn, claim_, rec, ids):
-            await aggregates.add_instance(conn, ids, rec)
-            return CommitResult(Outcome.STORED), _event(
-                EventType.INSTANCE_STORED, rec, claim_, source
-            )
-        return CommitResult(Outcome.VANISHED), None
+    """Another version is stored: same bytes succeed, different bytes follow policy.
+
+    The twin can change under a concurrent store of the same UID: one replaced
+    by an overwrite is skipped by the locking read, and the flip that follows
+    then meets the new version in the unique index. The flip runs in a
+    savepoint, and a violation starts over with a fresh read of the twin.
+    """
+    for _ in range(_RECONCILE_ATTEMPTS):
+        twin = await conn.fetchrow(_STORED_TWIN, rec.sop_instance_uid)
+        if twin is not None:
+            return await _settle_twin(conn, claim_, rec, ids, twin, policy=policy, source=source)
+        try:
+            async with conn.transaction():
+                flipped = await _flip(conn, claim_, rec, ids)
+        except asyncpg.UniqueViolationError:
+            continue
+        if not flipped:
+            return CommitResult(Outcome.VANISHED), None
+        await aggregates.add_instance(conn, ids, rec)
+        return CommitResult(Outcome.STORED), _event(EventType.INSTANCE_STORED, rec, claim_, source)
+    raise RuntimeError("stored twin kept changing while reconciling")
+
+
+#: Fresh reads of a twin that concurrent stores keep replacing (see _reconcile).
+_RECONCILE_ATTEMPTS = 10
+
+
+async def _settle_twin(
+    conn: Connection,
+    claim_: Claim,
+    rec: InstanceRecord,
+    ids: hierarchy.Ids,
+    twin: asyncpg.Record,
+    *,
+    policy: DuplicatePolicy,
+    source: str,
+) -> tuple[CommitResult, Event | None]:
+    """``twin`` (locked) is stored under the claim's UID: apply the duplicate policy."""
     if bytes(twin["sha256"]) == rec.sha256 or policy is not DuplicatePolicy.OVERWRITE:
         await conn.execute("DELETE FROM instances WHERE id = $1", claim_.pk)
         outcome = (
