@@ -124,6 +124,30 @@ async def test_round_trip_reports_size_and_sha256(blob_store: BlobStore) -> None
     assert info.modified is not None
 
 
+async def test_fresh_round_trip(blob_store: BlobStore) -> None:
+    result = await blob_store.put("v1/cd/fresh.dcm", stream(PAYLOAD), fresh=True)
+
+    assert (result.size, result.sha256) == (len(PAYLOAD), hashlib.sha256(PAYLOAD).digest())
+    assert await blob_store.read("v1/cd/fresh.dcm") == PAYLOAD
+    assert await keys(blob_store) == {"v1/cd/fresh.dcm"}
+
+
+async def test_fresh_object_is_written_in_place(tmp_path: Path) -> None:
+    """No temporary file and no rename: the data file is at its key while it is written."""
+    store = FilesystemBlobStore(tmp_path, read_chunk_bytes=64 * 1024)
+    seen_during: list[list[str]] = []
+
+    async def watched() -> AsyncIterator[bytes]:
+        yield b"a" * (2 * MiB)
+        seen_during.append(sorted(p.name for p in tmp_path.rglob("*") if p.is_file()))
+        yield b"b"
+
+    await store.put("v1/ef/placed.dcm", watched(), fresh=True)
+
+    assert seen_during == [["placed.dcm@data"]]
+    assert await store.read("v1/ef/placed.dcm") == b"a" * (2 * MiB) + b"b"
+
+
 async def test_reader_streams_in_configured_chunks(blob_store: BlobStore) -> None:
     await blob_store.put("chunked", stream(PAYLOAD, 7_000))
 
@@ -302,16 +326,17 @@ async def test_storage_class_is_recorded(blob_store: BlobStore) -> None:
     assert (await blob_store.head("born-cold")).storage_class == "STANDARD_IA"
 
 
+@pytest.mark.parametrize("fresh", [False, True], ids=["replacing", "fresh"])
 @pytest.mark.parametrize("fail_after", [MiB, 12 * MiB], ids=["single", "multipart"])
 async def test_failed_put_leaves_nothing(
-    blob_store: BlobStore, request: pytest.FixtureRequest, fail_after: int
+    blob_store: BlobStore, request: pytest.FixtureRequest, fail_after: int, fresh: bool
 ) -> None:
     s3_server = (
         request.getfixturevalue("s3_server") if isinstance(blob_store, S3BlobStore) else None
     )
 
     with pytest.raises(ConnectionResetError):
-        await blob_store.put("broken/upload", failing(fail_after))
+        await blob_store.put("broken/upload", failing(fail_after), fresh=fresh)
 
     with pytest.raises(BlobNotFound):
         await blob_store.head("broken/upload")
@@ -319,9 +344,10 @@ async def test_failed_put_leaves_nothing(
     assert leftovers(blob_store, s3_server) == []
 
 
+@pytest.mark.parametrize("fresh", [False, True], ids=["replacing", "fresh"])
 @pytest.mark.parametrize("block_after", [MiB, 12 * MiB], ids=["single", "multipart"])
 async def test_cancelled_put_leaves_nothing(
-    blob_store: BlobStore, request: pytest.FixtureRequest, block_after: int
+    blob_store: BlobStore, request: pytest.FixtureRequest, block_after: int, fresh: bool
 ) -> None:
     s3_server = (
         request.getfixturevalue("s3_server") if isinstance(blob_store, S3BlobStore) else None
@@ -335,7 +361,7 @@ async def test_cancelled_put_leaves_nothing(
         await asyncio.Event().wait()
         yield b""
 
-    task = asyncio.create_task(blob_store.put("cancelled/upload", stalled()))
+    task = asyncio.create_task(blob_store.put("cancelled/upload", stalled(), fresh=fresh))
     await sent_enough.wait()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):

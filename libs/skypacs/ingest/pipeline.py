@@ -301,7 +301,9 @@ class Ingestor:
     ) -> Staged | StoreOutcome:
         stored: PutResult | None = None
         try:
-            stored = await self._blobs.put(claim.blob_key, _forward(head, stream, scanner))
+            stored = await self._blobs.put(
+                claim.blob_key, _forward(head, stream, scanner), fresh=True
+            )
             scan = scan or scanner.finish()
         except (DicomParseError, StorageFull) as exc:
             await self._undo(claim, blob_written=stored is not None)

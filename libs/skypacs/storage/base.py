@@ -213,9 +213,20 @@ class BlobStore(Protocol):
     file_backed: bool
 
     async def put(
-        self, key: str, chunks: AsyncIterable[bytes], *, storage_class: str | None = None
+        self,
+        key: str,
+        chunks: AsyncIterable[bytes],
+        *,
+        storage_class: str | None = None,
+        fresh: bool = False,
     ) -> PutResult:
-        """Stream ``chunks`` to ``key`` atomically; on any error nothing new is left."""
+        """Stream ``chunks`` to ``key`` atomically; on any error nothing new is left.
+
+        ``fresh`` promises a key that never held an object and that nobody reads
+        before this call returns (the key of a claimed version): a backend may
+        then write the object in place, so that a partial object can be seen
+        under the key until the call ends. On error it is removed all the same.
+        """
         ...
 
     async def open(self, key: str, start: int = 0, end: int | None = None) -> BlobReader:

@@ -250,7 +250,12 @@ class S3BlobStore:
                 raise
 
     async def put(
-        self, key: str, chunks: AsyncIterable[bytes], *, storage_class: str | None = None
+        self,
+        key: str,
+        chunks: AsyncIterable[bytes],
+        *,
+        storage_class: str | None = None,
+        fresh: bool = False,  # an upload becomes visible only once complete anyway
     ) -> PutResult:
         name = self._name(key)
         extra: dict[str, Any] = {}
