@@ -397,3 +397,36 @@ async def test_part_offsets_point_at_each_body(chunk_size: int) -> None:
         offsets.append(part.offset)
         assert await part.read(max_bytes=1000) == payloads[len(offsets) - 1]
     assert offsets == starts
+
+
+#: Bodies that look like a delimiter, or like its start, where chunks are cut.
+_NEAR_MISSES = [
+    b"\r\n--bnd-x",
+    b"\n--bnd",
+    b"\r\n--bn",
+    b"tail ends in CR\r",
+    b"\r\n--bndZ\r\n",
+    b"\n",
+    b"\r",
+    b"--bnd",
+]
+
+
+@pytest.mark.parametrize("chunk_size", [13, 29, 30, 31, 32, 47, 64, 97])
+async def test_bodies_near_a_delimiter_at_every_cut(chunk_size: int) -> None:
+    payloads = [b"A" * 40 + near + b"B" * 33 + near + b"Z" for near in _NEAR_MISSES]
+    body = b"".join(b"--bnd\r\n\r\n" + payload + b"\r\n" for payload in payloads) + b"--bnd--\r\n"
+    for shift in range(8):
+        parsed = await collect(b"x" * shift + b"\r\n" + body, "bnd", chunk_size=chunk_size)
+        assert [payload for _, payload in parsed] == payloads, shift
+
+
+async def test_a_chunk_that_is_all_body_is_handed_on_uncopied() -> None:
+    """Unless its last bytes hold a line break, which might start a delimiter."""
+    inner = [b"\x01" * 4096, b"\x02" * 4096 + b"\nxx", b"\x03" * 4096]
+    body = [b"--b\r\n\r\n", *inner, b"\r\n--b--\r\n"]
+    seen: list[bytes] = []
+    async for part in iter_parts(Source(iter(body)), "b", **LIMITS):
+        seen.extend([chunk async for chunk in part.chunks()])
+    assert b"".join(seen) == b"".join(inner)
+    assert [any(chunk is piece for chunk in seen) for piece in inner] == [True, False, True]

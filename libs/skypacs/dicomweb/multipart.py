@@ -95,19 +95,38 @@ class _Reader:
         self._max_body_bytes = max_body_bytes
         self._received = 0
         self._in_part = True
+        # A whole chunk of the current part's body, due after what the buffer holds.
+        self._ready: bytes | None = None
         self.closed = False
 
-    async def _fill(self) -> None:
-        """Append the next non-empty chunk; a body that ends here is truncated."""
+    async def _next(self) -> bytes:
+        """The next non-empty chunk of the body; a body that ends here is truncated."""
         async for chunk in self._source:
             if not chunk:
                 continue
             self._received += len(chunk)
             if self._max_body_bytes is not None and self._received > self._max_body_bytes:
                 raise PayloadTooLarge(f"request body exceeds {self._max_body_bytes} bytes")
-            self._buffer += chunk
-            return
+            return bytes(chunk)
         raise BadRequest("truncated multipart body")
+
+    async def _fill(self) -> None:
+        """Append the next non-empty chunk to the buffer."""
+        self._buffer += await self._next()
+
+    def _body_through(self, chunk: bytes) -> bool:
+        """Whether all of ``chunk``, after the few bytes buffered, is body of the part.
+
+        It is when no delimiter lies in it or across its start, and its end
+        cannot begin one: no line break in its last bytes, no CR as its last.
+        A chunk shorter than a delimiter is never taken whole.
+        """
+        delimiter = self._delimiter
+        if len(chunk) < len(delimiter) or chunk.find(delimiter) >= 0:
+            return False
+        if self._buffer and (bytes(self._buffer) + chunk[: len(delimiter)]).find(delimiter) >= 0:
+            return False
+        return chunk.find(b"\n", len(chunk) - len(delimiter)) < 0 and chunk[-1:] != b"\r"
 
     async def _delimiter_end(self, index: int) -> int | None:
         """End of the delimiter line found at ``index``, or None if it is not one.
@@ -141,9 +160,16 @@ class _Reader:
             return position + 2 if buffer[position + 1] == _LF else None
 
     async def next_chunk(self) -> bytes | None:
-        """The next piece of the current part's body, or None once it has ended."""
+        """The next piece of the current part's body, or None once it has ended.
+
+        A chunk of the request that is all body is handed on as it came, not
+        copied through the buffer (most of a large part).
+        """
         if not self._in_part:
             return None
+        if self._ready is not None:
+            chunk, self._ready = self._ready, None
+            return chunk
         buffer = self._buffer
         search_from = 0
         while True:
@@ -152,8 +178,14 @@ class _Reader:
                 cut = len(buffer) - len(self._delimiter)
                 if cut > 0:
                     return _take(buffer, cut, cut)
-                await self._fill()
-                continue
+                chunk = await self._next()
+                if not self._body_through(chunk):
+                    buffer += chunk
+                    continue
+                if not buffer:
+                    return chunk
+                self._ready = chunk
+                return _take(buffer, len(buffer), len(buffer))
             end = await self._delimiter_end(index)
             if end is None:
                 search_from = index + 1
@@ -190,7 +222,8 @@ class _Reader:
         """How many bytes of the body lie before the next unparsed one."""
         # The buffer holds the unparsed bytes received, after the virtual CRLF
         # once that is parsed (which is before any part starts).
-        return self._received - len(self._buffer)
+        waiting = len(self._ready) if self._ready is not None else 0
+        return self._received - len(self._buffer) - waiting
 
 
 def _take(buffer: bytearray, stop: int, drop: int) -> bytes:
