@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import uvicorn
 
 from skypacs.config import Settings
+from skypacs.request_body import PiecewiseBodyProtocol
 from skypacs.sendfile import SendfileHttpToolsProtocol
 
 if TYPE_CHECKING:
@@ -36,11 +37,11 @@ def listening_banner(settings: Settings, host: str, port: int, workers: int = 1)
     return f"SkyPACS listening on http://{host}:{port}{prefix} ({processes}data in {data_dir})"
 
 
-def http_protocol(settings: Settings) -> type[asyncio.Protocol] | str:
-    """uvicorn's httptools protocol with zero-copy file sends, unless turned off
-    (or the platform has no ``sendfile``)."""
+def http_protocol(settings: Settings) -> type[asyncio.Protocol]:
+    """uvicorn's httptools protocol passing request bodies on uncopied, with
+    zero-copy file sends unless turned off (or the platform has no ``sendfile``)."""
     if not settings.http.sendfile or not hasattr(os, "sendfile"):
-        return "auto"
+        return PiecewiseBodyProtocol
     return SendfileHttpToolsProtocol
 
 

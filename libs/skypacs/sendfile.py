@@ -27,8 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-
+from skypacs.request_body import PiecewiseBodyProtocol
 from skypacs.storage.threads import ThreadLane
 
 SENDFILE_EXTENSION = "skypacs.sendfile"
@@ -193,7 +192,7 @@ def file_sender(scope: Any) -> FileSender | None:
     return sender if isinstance(sender, FileSender) else None
 
 
-class SendfileHttpToolsProtocol(HttpToolsProtocol):
+class SendfileHttpToolsProtocol(PiecewiseBodyProtocol):
     """uvicorn's httptools protocol, offering a :class:`FileSender` to plain-HTTP requests.
 
     Never over TLS: ``sendfile`` would put the file bytes on the wire unencrypted.
