@@ -5,15 +5,13 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
-import uvicorn
 
 from skypacs.request_body import BodyPieces, PiecewiseBodyProtocol
 from tests.fixtures.raw_http import read_response
+from tests.fixtures.uvicorn_server import serving
 
 Scope = dict[str, Any]
 
@@ -39,22 +37,6 @@ class Recorder:
         headers = [(b"content-length", str(len(size)).encode())]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": size})
-
-
-@asynccontextmanager
-async def serving(app: Recorder) -> AsyncIterator[int]:
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=0, http=PiecewiseBodyProtocol, log_config=None
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.01)
-    try:
-        yield server.servers[0].sockets[0].getsockname()[1]
-    finally:
-        server.should_exit = True
-        await task
 
 
 def post(port: int, head: bytes, body_pieces: list[bytes]) -> bytes:
@@ -91,7 +73,7 @@ async def test_a_large_body_arrives_exactly(chunked: bool) -> None:
         head = b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n" % len(data)
         pieces = [data[i : i + 65_536] for i in range(0, len(data), 65_536)]
     app = Recorder()
-    async with serving(app) as port:
+    async with serving(app, PiecewiseBodyProtocol) as port:
         answer = await asyncio.to_thread(post, port, head, pieces)
     assert answer == str(len(data)).encode()
     assert b"".join(app.bodies[0]) == data

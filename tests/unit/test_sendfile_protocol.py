@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 
 from skypacs.sendfile import FileSpan, Piece, SendfileHttpToolsProtocol, file_sender
 from tests.fixtures.raw_http import read_response
+from tests.fixtures.uvicorn_server import serving as uvicorn_serving
 
 Scope = dict[str, Any]
 Handler = Callable[[Scope, Any, Any], Awaitable[None]]
@@ -23,19 +23,8 @@ Handler = Callable[[Scope, Any, Any], Awaitable[None]]
 @asynccontextmanager
 async def serving(handler: Handler) -> AsyncIterator[int]:
     """uvicorn with the sendfile protocol serving ``handler`` on a free port."""
-    config = uvicorn.Config(
-        handler, host="127.0.0.1", port=0, http=SendfileHttpToolsProtocol, log_config=None
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
+    async with uvicorn_serving(handler, SendfileHttpToolsProtocol) as port:
         yield port
-    finally:
-        server.should_exit = True
-        await task
 
 
 def sending(pieces: Callable[[], list[Piece]], length: int) -> Handler:
