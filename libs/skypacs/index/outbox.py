@@ -40,6 +40,17 @@ INSERT INTO outbox (event_id, type, source, subject, partition_key, time, data)
 VALUES ($1, $2, $3, $4, $5, $6, $7::text::jsonb)
 """
 
+# The rows of several events in one statement, inserted (and so numbered) in
+# their given order.
+_INSERT_MANY = """
+INSERT INTO outbox (event_id, type, source, subject, partition_key, time, data)
+SELECT e.event_id, e.type, e.source, e.subject, e.partition_key, e.time, e.data::jsonb
+FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],
+            $6::timestamptz[], $7::text[])
+     WITH ORDINALITY AS e (event_id, type, source, subject, partition_key, time, data, position)
+ORDER BY e.position
+"""
+
 _READY = """
 SELECT seq FROM outbox
 WHERE feed_seq IS NULL AND txid < pg_snapshot_xmin(pg_current_snapshot())
@@ -92,10 +103,13 @@ async def append(conn: Connection, event: Event) -> None:
 
 
 async def append_many(conn: Connection, events: Sequence[Event]) -> None:
-    """Append ``events``, in order, in the caller's open transaction."""
+    """Append ``events``, in order, in the caller's open transaction (one statement)."""
     _require_transaction(conn)
-    if events:
-        await conn.executemany(_INSERT, [_row_args(event) for event in events])
+    if len(events) == 1:
+        await conn.execute(_INSERT, *_row_args(events[0]))
+    elif events:
+        rows = [_row_args(event) for event in events]
+        await conn.execute(_INSERT_MANY, *(list(column) for column in zip(*rows, strict=True)))
 
 
 async def sequence_pending(pool: asyncpg.Pool, *, limit: int) -> int:
