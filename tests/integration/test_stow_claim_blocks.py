@@ -116,8 +116,11 @@ async def test_a_request_refused_midway_leaves_no_claim(stow: Stow, blocks: list
 
 
 async def test_a_stored_row_needs_its_identity(stow: Stow) -> None:
+    pool = stow.runtime.index.pool
+    validated = await pool.fetchval(
+        "SELECT convalidated FROM pg_constraint WHERE conname = 'instances_identity_known'"
+    )
+    assert validated is True
     assert (await stow.post_instances(_same_size_instances(1))).status_code == 200
     with pytest.raises(asyncpg.CheckViolationError):
-        await stow.runtime.index.pool.execute(
-            "UPDATE instances SET sop_instance_uid = NULL WHERE status = 'stored'"
-        )
+        await pool.execute("UPDATE instances SET sop_instance_uid = NULL WHERE status = 'stored'")
