@@ -47,15 +47,17 @@ def _request_media_type(request: Request) -> MediaType:
         raise UnsupportedMediaType("Content-Type cannot be parsed") from None
 
 
-def _check_declared_length(request: Request, settings: Settings) -> None:
-    """Refuse an oversize body from its Content-Length, before reading it."""
+def _declared_length(request: Request, settings: Settings) -> int | None:
+    """The body's Content-Length (None without one); an oversize body is refused
+    before it is read."""
     declared = request.headers.get("content-length")
     if declared is None:
-        return
+        return None
     if not declared.isdigit():
         raise BadRequest("Content-Length is not a number")
     if int(declared) > settings.stow.max_body_bytes:
         raise PayloadTooLarge(f"request body exceeds {settings.stow.max_body_bytes} bytes")
+    return int(declared)
 
 
 class _Body:
@@ -89,11 +91,6 @@ class _Body:
             return taken
         mean = self.part_offset / taken
         return max(1, math.ceil((self._declared - self.part_offset) / mean))
-
-
-def _declared_length(request: Request) -> int | None:
-    declared = request.headers.get("content-length")
-    return int(declared) if declared is not None and declared.isdigit() else None
 
 
 async def _stage_dicom_parts(
@@ -145,8 +142,8 @@ async def store_instances(request: Request, study: str | None = None) -> Respons
     runtime = get_runtime(request)
     settings = runtime.settings
     media = _request_media_type(request)
-    _check_declared_length(request, settings)
-    body = _Body(request.stream(), settings.stow.max_body_bytes, _declared_length(request))
+    declared = _declared_length(request, settings)
+    body = _Body(request.stream(), settings.stow.max_body_bytes, declared)
     ingestor = Ingestor(runtime.index, runtime.blobs, settings)
     if media.same_essence(APPLICATION_DICOM):
         outcomes = [await ingestor.store(body.stream(), expected_study=study)]
