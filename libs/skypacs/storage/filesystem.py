@@ -158,7 +158,7 @@ def map_os_errors() -> Iterator[None]:
         raise
 
 
-def fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: str | Path) -> None:
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
@@ -168,16 +168,20 @@ def fsync_dir(directory: Path) -> None:
 
 class _TempFile:
     """A new file next to its final name (or at it), created on the first write; hashed as
-    written."""
+    written.
 
-    def __init__(self, target: Path, path: Path) -> None:
+    Paths are plain strings: a put handles several, and ``pathlib`` operations
+    cost more than the system calls they lead to.
+    """
+
+    def __init__(self, target: str, path: str) -> None:
         self.target = target
         self.path = path
         self._fd: int | None = None
         self.created = False
         # Directories made for this file, outermost first: their entries in their
         # parents are fsynced with the file's own directory, at commit.
-        self.new_dirs: builtins.list[Path] = []
+        self.new_dirs: builtins.list[str] = []
         self.hasher = hashlib.sha256()
         self.size = 0
 
@@ -212,7 +216,8 @@ class _TempFile:
             self.close(fsync=False)
         finally:
             if self.created:
-                self.path.unlink(missing_ok=True)
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.path)
 
 
 class FilesystemBlobStore:
@@ -258,12 +263,11 @@ class FilesystemBlobStore:
         the first batch and committing it on the last, so a small object costs
         one worker-thread hop.
         """
-        stem = self._stem(key)
+        stem = f"{self._root_name}/{validate_key(key)}"
         if storage_class is not None:
             validate_storage_class(storage_class)
-        target = stem.with_name(stem.name + DATA_SUFFIX)
-        temporary = stem.with_name(f"{stem.name}{TEMP_MARKER}{secrets.token_hex(8)}")
-        temp = _TempFile(target, target if fresh else temporary)
+        target = stem + DATA_SUFFIX
+        temp = _TempFile(target, target if fresh else f"{stem}{TEMP_MARKER}{secrets.token_hex(8)}")
         lane = ThreadLane()
         with map_os_errors():
             try:
@@ -307,7 +311,7 @@ class FilesystemBlobStore:
         try:
             temp.create()
         except FileNotFoundError:
-            temp.new_dirs = self._make_parents(temp.path.parent)
+            temp.new_dirs = self._make_parents(os.path.dirname(temp.path))
             temp.create()
 
     def _finish(
@@ -316,23 +320,23 @@ class FilesystemBlobStore:
         self._append(temp, batch)
         self._commit(temp, storage_class)
 
-    def _make_parents(self, directory: Path) -> builtins.list[Path]:
+    def _make_parents(self, directory: str) -> builtins.list[str]:
         """Create the missing directories above a new file; those created, outermost first.
 
         They are not fsynced here: :meth:`_commit` fsyncs their parents after the
         file itself, when one journal commit has usually made them durable already.
         """
-        if not self._root.is_dir():
+        if not os.path.isdir(self._root_name):
             raise DependencyUnavailable(f"blob root {self._root.name!r} is missing")
-        missing: builtins.list[Path] = []
+        missing: builtins.list[str] = []
         current = directory
-        while current != self._root and not current.is_dir():
+        while current != self._root_name and not os.path.isdir(current):
             missing.append(current)
-            current = current.parent
-        created: builtins.list[Path] = []
+            current = os.path.dirname(current)
+        created: builtins.list[str] = []
         for path in reversed(missing):
             try:
-                path.mkdir()
+                os.mkdir(path)
             except FileExistsError:
                 continue
             created.append(path)
@@ -345,31 +349,34 @@ class FilesystemBlobStore:
         nor does a fresh object's key.
         """
         temp.close(fsync=self._fsync)
-        stem = temp.target.with_name(temp.target.name.removesuffix(DATA_SUFFIX))
+        stem = temp.target.removesuffix(DATA_SUFFIX)
+        directory = os.path.dirname(temp.target)
         in_place = temp.path == temp.target
         if storage_class is not None:
             self._write_class(stem, storage_class)
-        elif not in_place and (not temp.new_dirs or temp.new_dirs[-1] != temp.target.parent):
-            stem.with_name(stem.name + CLASS_SUFFIX).unlink(missing_ok=True)
+        elif not in_place and (not temp.new_dirs or temp.new_dirs[-1] != directory):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(stem + CLASS_SUFFIX)
         if not in_place:
             os.replace(temp.path, temp.target)
         if self._fsync:
-            fsync_dir(temp.target.parent)
+            fsync_dir(directory)
             for created in reversed(temp.new_dirs):
-                fsync_dir(created.parent)
+                fsync_dir(os.path.dirname(created))
 
-    def _write_class(self, stem: Path, storage_class: str) -> None:
+    def _write_class(self, stem: str, storage_class: str) -> None:
         """Replace the class label file atomically (no fsync of its own dir here)."""
-        path = stem.with_name(f"{stem.name}{TEMP_MARKER}{secrets.token_hex(8)}")
+        path = f"{stem}{TEMP_MARKER}{secrets.token_hex(8)}"
         try:
             with open(path, "xb") as handle:
                 handle.write(storage_class.encode("ascii"))
                 if self._fsync:
                     handle.flush()
                     os.fsync(handle.fileno())
-            os.replace(path, stem.with_name(stem.name + CLASS_SUFFIX))
+            os.replace(path, stem + CLASS_SUFFIX)
         except BaseException:
-            path.unlink(missing_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
             raise
 
     async def open(self, key: str, start: int = 0, end: int | None = None) -> BlobReader:
@@ -528,7 +535,7 @@ class FilesystemBlobStore:
     def _relabel(self, key: str, stem: Path, storage_class: str) -> None:
         if not stem.with_name(stem.name + DATA_SUFFIX).is_file():
             raise BlobNotFound(f"no blob {key!r}")
-        self._write_class(stem, storage_class)
+        self._write_class(os.fspath(stem), storage_class)
         if self._fsync:
             fsync_dir(stem.parent)
 

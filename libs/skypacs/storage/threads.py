@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -21,8 +23,11 @@ class ThreadLane:
         self._last: asyncio.Future[Any] | None = None
 
     async def run(self, func: Callable[..., T], *args: Any) -> T:
+        """``func(*args)`` in the loop's default executor, as ``asyncio.to_thread``
+        runs it (same context variables) but with no task around it."""
         await self.settle()
-        future: asyncio.Future[T] = asyncio.ensure_future(asyncio.to_thread(func, *args))
+        call = functools.partial(contextvars.copy_context().run, func, *args)
+        future: asyncio.Future[T] = asyncio.get_running_loop().run_in_executor(None, call)
         self._last = future
         return await asyncio.shield(future)
 
