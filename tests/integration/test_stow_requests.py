@@ -180,6 +180,32 @@ async def test_compressed_bulk_data_part_keeps_its_transfer_syntax(stow: Stow) -
     assert np.array_equal(decoded.pixel_array, original.pixel_array)
 
 
+@pytest.mark.parametrize("study_exists", [True, False], ids=["study-stored", "study-new"])
+async def test_a_later_instance_filed_under_another_studys_series_fails_alone(
+    stow: Stow, study_exists: bool
+) -> None:
+    """The series is stored under study A; an instance names it under study B.
+
+    Whether study B is stored already (found without writing) or would be new
+    (created, then rolled back), the instance fails and leaves no row behind.
+    """
+    study_a, instances_a = synthesize_study(1)
+    study_b, instances_b = synthesize_study(1)
+    first = instances_a + (instances_b if study_exists else [])
+    assert (await stow.post_instances([part10(ds) for ds in first])).status_code == 200
+    series_a = instances_a[0].SeriesInstanceUID
+    misfiled = with_new_uids(instances_a[0], study=study_b, series=series_a)
+
+    response = await stow.post_instances([part10(misfiled)])
+
+    assert response.status_code == 409
+    assert failures(response) == [FailureReason.DATA_SET_DOES_NOT_MATCH_SOP_CLASS]
+    assert await stow.row_counts() == {"stored": len(first)}
+    studies = await stow.runtime.index.pool.fetch("SELECT study_uid, num_instances FROM studies")
+    expected = {(study_a, 1)} | ({(study_b, 1)} if study_exists else set())
+    assert {(row["study_uid"], row["num_instances"]) for row in studies} == expected
+
+
 async def test_one_request_spanning_studies_reports_each_instance(stow: Stow) -> None:
     """Parts of two studies interleaved, one filed under a series of the other study.
 

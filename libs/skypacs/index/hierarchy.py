@@ -99,6 +99,17 @@ SELECT id, study_pk FROM found
 LIMIT 1
 """
 
+# Most instances join a study and series that exist already: one statement finds
+# both, with the same KEY SHARE locks as the upserts below, and writes nothing.
+# Rows are locked in FROM order: the series first, then its study, the order in
+# which emptied rows are deleted (maintenance.forget).
+_EXISTING = """
+SELECT st.id AS study_pk, st.patient_pk, se.id AS series_pk, se.study_pk AS series_study_pk
+FROM series se, studies st
+WHERE se.series_uid = $2 AND st.study_uid = $1
+FOR KEY SHARE
+"""
+
 #: A row inserted by a transaction that commits after this statement's snapshot
 #: is not seen by it (the insert waited for it, then did nothing); the next
 #: statement sees it.
@@ -113,10 +124,33 @@ async def _find_or_create(conn: Connection, sql: str, *args: Any) -> asyncpg.Rec
     raise RuntimeError("hierarchy row could not be found or created")
 
 
+async def find(conn: Connection, study_uid: str, series_uid: str) -> Ids | None:
+    """The keys of an existing study and series, or None when either is missing.
+
+    Both rows are locked ``FOR KEY SHARE`` (see :func:`upsert`); the patient is
+    the study's own. Raises :class:`SeriesInOtherStudy` as :func:`upsert` does.
+    Nothing is written, so the caller needs no savepoint around it.
+    """
+    row = await conn.fetchrow(_EXISTING, study_uid, series_uid)
+    if row is None:
+        return None
+    if row["series_study_pk"] != row["study_pk"]:
+        raise SeriesInOtherStudy(series_uid)
+    return Ids(
+        patient_pk=int(row["patient_pk"]),
+        study_pk=int(row["study_pk"]),
+        series_pk=int(row["series_pk"]),
+    )
+
+
 async def upsert(
     conn: Connection, patient: PatientFields, study: StudyFields, series: SeriesFields
 ) -> Ids:
-    """Find or create the three rows an instance hangs from; return their keys."""
+    """Find or create the three rows an instance hangs from; return their keys.
+
+    Call it in a savepoint: :class:`SeriesInOtherStudy` can come after the
+    patient and study rows were written.
+    """
     patient_row = await _find_or_create(
         conn,
         _PATIENT,

@@ -254,8 +254,8 @@ async def commit_many(
 ) -> list[CommitResult | None]:
     """Phase two for several instances in one transaction; results in ``items`` order.
 
-    The patient, study and series rows are upserted once per distinct hierarchy,
-    in a savepoint, so an instance whose series is filed under another study
+    The study and series rows are found (or upserted in a savepoint, with the
+    patient's) once per distinct hierarchy, so an instance whose series is filed under another study
     (``None`` in the results) leaves the others committed. One statement then
     flips every claim, with no savepoint; the study and series counts are
     updated once per series and the outbox rows appended together at the end.
@@ -304,7 +304,7 @@ _Linked = tuple[Claim, InstanceRecord, hierarchy.Ids]
 async def _link_hierarchy(
     conn: Connection, items: Sequence[tuple[Claim, InstanceRecord]]
 ) -> list[_Linked]:
-    """Upsert each distinct patient/study/series once, in a savepoint.
+    """Find each distinct study and series once, or upsert them in a savepoint.
 
     An instance whose series is filed under another study is left out; the
     others keep their request order.
@@ -314,15 +314,23 @@ async def _link_hierarchy(
     for claim_, rec in items:
         key = (rec.patient.patient_id, rec.patient.issuer, rec.study_uid, rec.series_uid)
         if key not in known:
-            try:
-                async with conn.transaction():
-                    known[key] = await hierarchy.upsert(conn, rec.patient, rec.study, rec.series)
-            except hierarchy.SeriesInOtherStudy:
-                known[key] = None
+            known[key] = await _hierarchy_ids(conn, rec)
         ids = known[key]
         if ids is not None:
             linked.append((claim_, rec, ids))
     return linked
+
+
+async def _hierarchy_ids(conn: Connection, rec: InstanceRecord) -> hierarchy.Ids | None:
+    """The rows ``rec`` hangs from; None when its series is filed under another study."""
+    try:
+        ids = await hierarchy.find(conn, rec.study_uid, rec.series_uid)
+        if ids is not None:
+            return ids
+        async with conn.transaction():
+            return await hierarchy.upsert(conn, rec.patient, rec.study, rec.series)
+    except hierarchy.SeriesInOtherStudy:
+        return None
 
 
 #: Positions of the JSON columns (frame_ranges, bulk_ranges, metadata) in _flip_args.
