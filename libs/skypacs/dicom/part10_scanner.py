@@ -12,16 +12,15 @@ from __future__ import annotations
 import struct
 import zlib
 from dataclasses import dataclass
-from io import BytesIO
 from typing import Any, Final
 
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.filereader import read_dataset
 
 from skypacs.dicom.dataset_walker import LONG_VRS, SHORT_VRS, DatasetWalker, tag_key
 from skypacs.dicom.frame_layout import ByteRange, PixelDataLayout
 from skypacs.dicom.parse_errors import DicomParseError
 from skypacs.dicom.pixel_layout import describe_pixel_data
+from skypacs.dicom.raw_elements import read_data_set
 from skypacs.dicom.transfer_syntaxes import get_transfer_syntax
 
 MIB: Final = 1024 * 1024
@@ -242,7 +241,7 @@ class Part10Scanner:
         )
 
     def _parse(self, walker: DatasetWalker) -> tuple[FileMetaDataset, Dataset]:
-        """Decode the buffered meta and header with pydicom's own reader (cached)."""
+        """Decode the buffered meta and header into pydicom data sets (cached)."""
         if self._parsed is not None and self._parsed[0] == len(walker.header):
             return self._parsed[1], self._parsed[2]
         meta, dataset = self._decode(walker)
@@ -254,8 +253,8 @@ class Part10Scanner:
         implicit = walker.is_implicit_vr
         little = syntax.is_little_endian if syntax else True
         try:
-            meta = FileMetaDataset(read_dataset(BytesIO(self._meta_bytes), False, True))
-            dataset = read_dataset(BytesIO(bytes(walker.header)), implicit, little)
+            meta = FileMetaDataset(read_data_set(self._meta_bytes, implicit=False, little=True))
+            dataset = read_data_set(bytes(walker.header), implicit=implicit, little=little)
         except Exception as exc:  # pydicom raises many types on malformed input
             raise DicomParseError(f"cannot decode data set: {exc}") from None
         dataset.file_meta = meta

@@ -24,6 +24,7 @@ import logging
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from dataclasses import dataclass
+from functools import lru_cache
 
 import asyncpg
 from pydicom.dataset import Dataset
@@ -94,10 +95,12 @@ def _uid_or_none(ds: Dataset | None, keyword: str) -> str | None:
     return str(value) if value else None
 
 
+@lru_cache(maxsize=256)
 def _is_non_storage_sop_class(uid: str) -> bool:
     """A registered SOP Class that is not a storage class (e.g. Verification).
 
     Unknown and private SOP classes are accepted: archives must keep them.
+    An archive sees few distinct classes, so the answers are kept.
     """
     known = UID(uid)
     return known.is_valid and known.type == "SOP Class" and "Storage" not in known.name
