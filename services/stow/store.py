@@ -78,19 +78,23 @@ class _Body:
                 raise PayloadTooLarge(f"request body exceeds {self._limit} bytes")
             yield chunk
 
-    def instances_left(self, taken: int) -> int:
+    def instances_left(self, taken: int, size_hint: int | None = None) -> int:
         """Parts still to come, the one being read included, after ``taken`` of them.
 
-        Foreseen from the mean size of the parts before the current one and the
-        bytes the Content-Length leaves from its start; without a length, as many
-        again as were read.
+        Foreseen from the bytes the Content-Length leaves from the current part's
+        start and the mean size of the parts before it; for the first part, from
+        the size its own header foretells (``size_hint``), rounded down since
+        each part also carries a delimiter and headers. Without a length, as
+        many again as were read (one to begin with).
         """
-        if taken == 0 or self.part_offset == 0:
+        if self.part_offset == 0:
             return 1
         if self._declared is None:
-            return taken
-        mean = self.part_offset / taken
-        return max(1, math.ceil((self._declared - self.part_offset) / mean))
+            return max(1, taken)
+        left = self._declared - self.part_offset
+        if taken == 0:
+            return max(1, left // size_hint) if size_hint else 1
+        return max(1, math.ceil(left / (self.part_offset / taken)))
 
 
 async def _stage_dicom_parts(

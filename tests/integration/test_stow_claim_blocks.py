@@ -1,8 +1,10 @@
 """A multipart request takes its claims in blocks, and gives back the ones it did not use.
 
-The first instance is claimed alone; the rest of a request with a Content-Length
-is claimed in one round trip sized from it. Without a length the blocks double.
-Whatever the request's fate, no ``creating`` row outlives it.
+A request with a Content-Length claims the instances it holds in one round trip,
+counted from the size the first instance's header foretells (the end of its Pixel
+Data); when the header cannot tell (encapsulated pixel data), the first instance
+is claimed alone and the rest counted from its size. Without a length the blocks
+double. Whatever the request's fate, no ``creating`` row outlives it.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from pydicom import dcmread
+from pydicom.data import get_testdata_file
 
 from skypacs.index import instances as index_instances
 from skypacs.index.instances import Claim
@@ -41,11 +45,11 @@ async def stow(request: pytest.FixtureRequest, pg_dsn: str, tmp_path: Path) -> A
         yield opened
 
 
-def _same_size_instances(count: int) -> list[bytes]:
+def _same_size_instances(count: int, template: str = "CT_small.dcm") -> list[bytes]:
     """``count`` instances of one series whose files are all the same size."""
     files = []
     for number in range(count):
-        ds = ct_small()
+        ds = ct_small() if template == "CT_small.dcm" else dcmread(get_testdata_file(template))
         ds.StudyInstanceUID, ds.SeriesInstanceUID = STUDY, SERIES
         ds.SOPInstanceUID = f"{SERIES}.{number + 100}"
         ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
@@ -79,9 +83,27 @@ async def test_a_sized_request_claims_exactly_its_instances(stow: Stow, blocks: 
     response = await stow.post_instances(files)
     assert response.status_code == 200
     assert len(referenced_uids(response)) == 10
-    assert blocks == [1, 9]
+    assert blocks == [10]
     assert await _versions_taken(stow.runtime.index.pool) == 10
     assert await stow.row_counts() == {"stored": 10}
+
+
+async def test_without_a_foretold_size_the_first_instance_is_claimed_alone(
+    stow: Stow, blocks: list[int]
+) -> None:
+    files = _same_size_instances(6, "JPEG2000.dcm")  # encapsulated: no length ahead
+    response = await stow.post_instances(files)
+    assert response.status_code == 200
+    assert len(referenced_uids(response)) == 6
+    assert blocks == [1, 5]
+    assert await _versions_taken(stow.runtime.index.pool) == 6
+
+
+async def test_a_single_instance_takes_a_single_claim(stow: Stow, blocks: list[int]) -> None:
+    response = await stow.post_instances(_same_size_instances(1))
+    assert response.status_code == 200
+    assert blocks == [1]
+    assert await _versions_taken(stow.runtime.index.pool) == 1
 
 
 async def test_stored_claims_carry_the_identity_of_their_instance(stow: Stow) -> None:

@@ -108,6 +108,17 @@ class Part10Scanner:
         """
         return self._walker is not None and self._walker.pixel is not None
 
+    @property
+    def expected_size(self) -> int | None:
+        """The file size the header foretells, once it is complete: the end of a
+        Pixel Data value of defined length. None when unknown (no header yet,
+        encapsulated or deflated data, no Pixel Data)."""
+        walker = self._walker
+        pixel = walker.pixel if walker is not None else None
+        if pixel is None or pixel.value_length is None or self._inflater is not None:
+            return None
+        return pixel.value_offset + pixel.value_length
+
     def peek_dataset(self) -> Dataset:
         """The data set as parsed so far (everything before Pixel Data)."""
         walker = self._walker

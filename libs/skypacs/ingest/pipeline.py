@@ -106,16 +106,18 @@ def _is_non_storage_sop_class(uid: str) -> bool:
     return known.is_valid and known.type == "SOP Class" and "Storage" not in known.name
 
 
-def _one_left(_taken: int) -> int:
+def _one_left(_taken: int, _size_hint: int | None) -> int:
     return 1
 
 
 class ClaimSupply:
     """The claims of one request, taken from the index a block at a time.
 
-    ``instances_left(taken)`` says how many instances the request is expected
-    to hold still, the one about to be claimed included, once ``taken`` claims
-    were handed out; a block is that many claims, at most ``max_block``. Claims
+    ``instances_left(taken, size_hint)`` says how many instances the request is
+    expected to hold still, the one about to be claimed included, once ``taken``
+    claims were handed out (``size_hint``: the size the instance about to be
+    claimed foretells, if any); a block is that many claims, at most
+    ``max_block``. Claims
     no instance took are given back by :meth:`release`, which the request must
     call however it ends (the sweeper removes them after a crash).
     """
@@ -125,7 +127,7 @@ class ClaimSupply:
         index: Index,
         *,
         max_block: int = 1,
-        instances_left: Callable[[int], int] = _one_left,
+        instances_left: Callable[[int, int | None], int] = _one_left,
     ) -> None:
         self._index = index
         self._max_block = max_block
@@ -134,11 +136,12 @@ class ClaimSupply:
         self._taken = 0
         self._lock = asyncio.Lock()
 
-    async def take(self) -> Claim:
+    async def take(self, size_hint: int | None = None) -> Claim:
         """The next claim; a round trip to the index only when none is spare."""
         async with self._lock:
             if not self._spare:
-                wanted = min(self._max_block, self._instances_left(self._taken))
+                left = self._instances_left(self._taken, size_hint)
+                wanted = min(self._max_block, left)
                 async with self._index.pool.acquire() as conn:
                     self._spare.extend(await index_instances.claim(conn, max(1, wanted)))
             self._taken += 1
@@ -250,7 +253,7 @@ class Ingestor:
         except (DicomParseError, InstanceRejected) as exc:
             await _drain(stream)
             return _failure(exc)
-        claim = await (claims or ClaimSupply(self._index)).take()
+        claim = await (claims or ClaimSupply(self._index)).take(scanner.expected_size)
         return await self._stage_validated(claim, identity, stream, scanner, head, scan)
 
     async def _read_header(
