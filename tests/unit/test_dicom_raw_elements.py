@@ -18,16 +18,24 @@ from tests.unit.test_dicom_scanner_corpus import PART10
 pytestmark = pytest.mark.unit
 
 
-def _data_set(path: Path) -> tuple[bytes, bool, bool]:
-    """The encoded data set after the file meta, and its VR encoding and byte order."""
+def _data_set(path: Path) -> tuple[bytes, bool, bool] | None:
+    """The encoded data set after the file meta, its VR encoding and byte order;
+    None when it is deflated (the scanner inflates those before reading them)."""
     with path.open("rb") as fp:
         fp.seek(132)
         meta = _read_file_meta_info(fp)
         data = fp.read()
     syntax = get_transfer_syntax(str(meta.TransferSyntaxUID))
     if syntax is None or syntax.is_deflated:
-        pytest.skip("deflated or unknown transfer syntax")
+        return None
     return data, syntax.is_implicit_vr, syntax.is_little_endian
+
+
+PLAIN = [path for path in PART10 if _data_set(path) is not None]
+
+
+def test_only_deflated_files_are_left_out() -> None:
+    assert len(PART10) - len(PLAIN) == 1
 
 
 def _raw(ds: Dataset) -> dict[int, tuple[object, ...]]:
@@ -38,9 +46,11 @@ def _encoding(ds: Dataset) -> tuple[object, ...]:
     return (ds.original_encoding, ds.original_character_set)
 
 
-@pytest.mark.parametrize("path", PART10, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", PLAIN, ids=lambda p: p.name)
 def test_same_raw_elements_and_encoding_as_pydicom(path: Path) -> None:
-    data, implicit, little = _data_set(path)
+    read = _data_set(path)
+    assert read is not None
+    data, implicit, little = read
     expected = read_dataset(BytesIO(data), implicit, little)
     got = read_data_set(data, implicit=implicit, little=little)
     assert _raw(got) == _raw(expected)
@@ -48,8 +58,10 @@ def test_same_raw_elements_and_encoding_as_pydicom(path: Path) -> None:
 
 
 def test_the_common_case_is_read_without_pydicom() -> None:
-    ct = next(path for path in PART10 if path.name == "CT_small.dcm")
-    data, implicit, little = _data_set(ct)
+    ct = next(path for path in PLAIN if path.name == "CT_small.dcm")
+    read = _data_set(ct)
+    assert read is not None
+    data, implicit, little = read
     assert (implicit, little) == (False, True)
     elements = explicit_little_elements(data)
     assert elements is not None
