@@ -18,6 +18,7 @@ from typing import Any
 from skypacs import __version__
 from skypacs.config import MAX_WORKERS, ConfigError, Settings, load_settings
 from skypacs.errors import SkypacsError
+from skypacs.malloc_tuning import tune_malloc
 from skypacs.observability import configure_logging
 
 from .apps import APPS
@@ -44,6 +45,8 @@ def _cmd_app(args: argparse.Namespace) -> int:
     if args.workers is not None:
         http = settings.http.model_copy(update={"workers": args.workers})
         settings = settings.model_copy(update={"http": http})
+    http = settings.http
+    tune_malloc(http.malloc_trim_threshold_bytes, http.malloc_mmap_threshold_bytes)
     if settings.http.workers > 1:
         if not sys.platform.startswith("linux"):
             say(f"skypacs {args.command}: several workers need Linux; use 1 here", err=True)

@@ -109,6 +109,9 @@ class EventsSettings(BaseModel):
 #: The most server processes ``SKYPACS_HTTP__WORKERS`` (or ``--workers``) may ask for.
 MAX_WORKERS = 64
 
+#: The largest mmap threshold glibc accepts on 64-bit systems.
+MAX_MMAP_THRESHOLD = 32 * 1024**2
+
 
 class HttpSettings(BaseModel):
     """HTTP edge: public base URL, proxies, CORS."""
@@ -129,6 +132,13 @@ class HttpSettings(BaseModel):
     # Send stored files to plain-HTTP clients with sendfile(2), without copying
     # them through the server process (filesystem blobs only).
     sendfile: bool = True
+    # glibc malloc in server processes (see skypacs.malloc_tuning): free memory
+    # kept at the top of the heap for the next request (0: glibc's adaptive
+    # defaults), and the block size from which memory is mapped on its own.
+    malloc_trim_threshold_bytes: int = Field(default=64 * 1024**2, ge=0, le=2**31 - 1)
+    malloc_mmap_threshold_bytes: int = Field(
+        default=16 * 1024**2, ge=128 * 1024, le=MAX_MMAP_THRESHOLD
+    )
 
 
 class StowSettings(BaseModel):
