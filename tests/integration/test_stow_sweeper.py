@@ -99,5 +99,13 @@ async def test_claim_keys_follow_blob_key_for(stow: Stow) -> None:
     """The claim builds its blob key in SQL; it must be the key blob_key_for gives."""
     async with stow.runtime.index.pool.acquire() as conn:
         claims = [*await index_instances.claim(conn), *await index_instances.claim(conn, 3)]
-    assert len({claim.version for claim in claims}) == 4
+        # Across a group boundary too: the SQL must divide the version as Python does.
+        group = index_instances.BLOB_KEY_GROUP
+        last = await conn.fetchval("SELECT last_value FROM instance_version_seq")
+        await conn.execute(
+            "SELECT setval('instance_version_seq', $1)", (last // group + 2) * group - 2
+        )
+        claims += await index_instances.claim(conn, 4)
+    assert len({claim.version for claim in claims}) == 8
     assert [claim.blob_key for claim in claims] == [blob_key_for(c.version) for c in claims]
+    assert len({claim.blob_key.rsplit("/", 1)[0] for claim in claims[-4:]}) == 2

@@ -87,19 +87,31 @@ class CommitResult:
     replaced_row_pks: tuple[int, ...] = ()
 
 
+#: Consecutive versions that share a blob key prefix (one directory on a filesystem).
+BLOB_KEY_GROUP = 64
+
+
 def blob_key_for(version: int) -> str:
-    """Blob key of an instance version: spread over prefixes, no client input."""
-    digest = hashlib.sha256(str(version).encode()).hexdigest()
+    """Blob key of an instance version: spread over prefixes, no client input.
+
+    The prefix comes from the version's group of :data:`BLOB_KEY_GROUP`, so a
+    young archive on a filesystem makes a directory (and syncs its parent) once
+    per group rather than for nearly every instance, while the groups still
+    spread evenly over the 65,536 prefixes. Keys are stored with their rows;
+    older keys (one prefix per version) stay valid.
+    """
+    digest = hashlib.sha256(str(version // BLOB_KEY_GROUP).encode()).hexdigest()
     return f"v1/{digest[:2]}/{digest[2:4]}/{version}.dcm"
 
 
 # One round trip for a block of claims: each version comes from the sequence and
-# its key is built as blob_key_for() builds it (sha256 of the decimal version,
-# two 2-hex prefixes).
+# its key is built as blob_key_for() builds it (sha256 of the decimal group
+# number, two 2-hex prefixes).
 _CLAIM = """
 WITH v AS (SELECT nextval('instance_version_seq') AS version{mode}
            FROM generate_series(1, $1)),
-     h AS (SELECT version, encode(sha256(convert_to(version::text, 'UTF8')), 'hex') AS hex
+     h AS (SELECT version,
+                  encode(sha256(convert_to((version / {group})::text, 'UTF8')), 'hex') AS hex
            FROM v)
 INSERT INTO instances (version, blob_key)
 SELECT version,
@@ -108,10 +120,12 @@ FROM h
 ORDER BY version
 RETURNING id, version, blob_key
 """
-_CLAIM_IN_TRANSACTION = _CLAIM.format(mode="")
+_CLAIM_IN_TRANSACTION = _CLAIM.format(mode="", group=BLOB_KEY_GROUP)
 # set_config(..., true) is SET LOCAL: it lasts for the statement's own implicit
 # transaction only (see claim()).
-_CLAIM_ALONE = _CLAIM.format(mode=", set_config('synchronous_commit', 'off', true) AS mode")
+_CLAIM_ALONE = _CLAIM.format(
+    mode=", set_config('synchronous_commit', 'off', true) AS mode", group=BLOB_KEY_GROUP
+)
 
 
 async def claim(conn: Connection, count: int = 1) -> list[Claim]:
